@@ -1,0 +1,374 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/google/uuid"
+
+	"labd/events"
+	"labd/replay"
+)
+
+// CreateMode says what creating an already open project means.
+type CreateMode int
+
+const (
+	// CreateOnce refuses to create an open project again (GNS3 v1: 409).
+	CreateOnce CreateMode = iota
+	// CreateOrGet returns the open project as it is (GNS3 v2: idempotent).
+	CreateOrGet
+)
+
+// CreateProject opens a project: a new one, or one closed before.
+type CreateProject struct {
+	ProjectID string
+	Name      string
+	Temporary bool
+	Variables []events.Variable
+	Mode      CreateMode
+}
+
+// UpdateProject changes an open project. Nil fields are left as they are.
+type UpdateProject struct {
+	ProjectID string
+	Name      *string
+	Temporary *bool
+	// Variables, when set, replaces the variables (*Variables may be nil:
+	// no variables, reported as null).
+	Variables *[]events.Variable
+	// Path, when set, must be the project's directory: labd does not move
+	// projects.
+	Path *string
+}
+
+// CloseProject closes an open project: its ports are released and its tmp
+// directory removed; a temporary project's directory is removed entirely.
+type CloseProject struct{ ProjectID string }
+
+// DeleteProject closes an open project and removes its directory.
+type DeleteProject struct{ ProjectID string }
+
+// AllocateUDPPort reserves a UDP port for a project.
+type AllocateUDPPort struct{ ProjectID string }
+
+func (c CreateProject) projectID() string   { return c.ProjectID }
+func (c UpdateProject) projectID() string   { return c.ProjectID }
+func (c CloseProject) projectID() string    { return c.ProjectID }
+func (c DeleteProject) projectID() string   { return c.ProjectID }
+func (c AllocateUDPPort) projectID() string { return c.ProjectID }
+
+// CreateProject opens a project. created is false when CreateOrGet found it
+// already open.
+func (c *Client) CreateProject(ctx context.Context, cmd CreateProject) (p *replay.Project, created bool, err error) {
+	r, err := call[createResult](ctx, c, cmd)
+	return r.project, r.created, err
+}
+
+type createResult struct {
+	project *replay.Project
+	created bool
+}
+
+// UpdateProject changes an open project and returns it.
+func (c *Client) UpdateProject(ctx context.Context, cmd UpdateProject) (*replay.Project, error) {
+	return call[*replay.Project](ctx, c, cmd)
+}
+
+// CloseProject closes an open project.
+func (c *Client) CloseProject(ctx context.Context, id string) error {
+	_, err := call[struct{}](ctx, c, CloseProject{ProjectID: id})
+	return err
+}
+
+// DeleteProject deletes an open project and its directory.
+func (c *Client) DeleteProject(ctx context.Context, id string) error {
+	_, err := call[struct{}](ctx, c, DeleteProject{ProjectID: id})
+	return err
+}
+
+// AllocateUDPPort reserves a UDP port for project id and returns it.
+func (c *Client) AllocateUDPPort(ctx context.Context, id string) (int, error) {
+	return call[int](ctx, c, AllocateUDPPort{ProjectID: id})
+}
+
+// projectActor owns one project aggregate.
+type projectActor struct {
+	cfg     *Config
+	id      string
+	subject string
+	dir     string
+	entry   *entry
+	log     *slog.Logger
+
+	state *replay.Project // nil: no history
+	// stale means the store may hold events state does not reflect (an
+	// append whose outcome is unknown, a restart); the aggregate is
+	// re-folded before the next command.
+	stale bool
+	// limbo holds ports reserved for appends whose outcome is unknown.
+	limbo []int
+	// passivating: the project is no longer open and the registry has been
+	// told; requests are bounced back to it.
+	passivating bool
+}
+
+func newProjectActor(cfg *Config, id string, e *entry, restarted bool) *projectActor {
+	return &projectActor{
+		cfg:     cfg,
+		id:      id,
+		subject: events.ProjectSubject(cfg.ComputeID, id),
+		dir:     filepath.Join(cfg.ProjectsDir, id),
+		entry:   e,
+		log:     cfg.Logger.With("project_id", id),
+		state:   e.snap.Load(),
+		stale:   restarted,
+	}
+}
+
+func (a *projectActor) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *request:
+		if a.passivating {
+			ctx.Send(ctx.Parent(), m)
+			return
+		}
+		a.serve(m)
+		if !a.state.IsOpen() {
+			a.passivating = true
+			ctx.Send(ctx.Parent(), &passivate{id: a.id, pid: ctx.Self(), state: a.state})
+		}
+	}
+}
+
+func (a *projectActor) serve(req *request) {
+	defer req.recoverAndRespond(a.log)
+	if err := req.ctx.Err(); err != nil {
+		// Nobody waits for the answer any more: do not act on it.
+		req.respond(nil, Unavailable(err, "the request was cancelled"))
+		return
+	}
+	if a.stale {
+		if err := a.refold(); err != nil {
+			req.respond(nil, Unavailable(err, "the event store is unavailable"))
+			return
+		}
+	}
+	switch c := req.cmd.(type) {
+	case CreateProject:
+		req.respond(a.create(c))
+	case UpdateProject:
+		req.respond(a.update(c))
+	case CloseProject:
+		req.respond(struct{}{}, a.close(false))
+	case DeleteProject:
+		req.respond(struct{}{}, a.close(true))
+	case AllocateUDPPort:
+		req.respond(a.allocateUDPPort())
+	case writeFile:
+		req.respond(struct{}{}, a.writeFile(c))
+	default:
+		req.respond(nil, fmt.Errorf("actors: project actor cannot handle %T", c))
+	}
+}
+
+func (a *projectActor) notFound() error { return NotFound("Project ID %s doesn't exist", a.id) }
+
+func (a *projectActor) create(c CreateProject) (createResult, error) {
+	if a.state.IsOpen() {
+		if c.Mode == CreateOrGet {
+			return createResult{project: a.state}, nil
+		}
+		return createResult{}, AlreadyExists("Project ID %s is already in use on this server", a.id)
+	}
+	if err := a.commit(events.ProjectCreated{Name: c.Name, Temporary: c.Temporary, Variables: c.Variables}); err != nil {
+		return createResult{}, err
+	}
+	// GNS3 wipes a project's tmp directory whenever it is opened.
+	err := os.MkdirAll(a.dir, 0o755)
+	if err == nil {
+		err = os.RemoveAll(filepath.Join(a.dir, "tmp"))
+	}
+	if err != nil {
+		return createResult{}, a.effectFailed("create the project directory", err)
+	}
+	return createResult{project: a.state, created: true}, nil
+}
+
+func (a *projectActor) update(c UpdateProject) (*replay.Project, error) {
+	if !a.state.IsOpen() {
+		return nil, a.notFound()
+	}
+	if c.Path != nil && filepath.Clean(*c.Path) != a.dir {
+		return nil, Forbidden("You are not allowed to modify the project directory location")
+	}
+	next := events.ProjectUpdated{Name: a.state.Name, Temporary: a.state.Temporary, Variables: a.state.Variables}
+	if c.Name != nil {
+		next.Name = *c.Name
+	}
+	if c.Temporary != nil {
+		next.Temporary = *c.Temporary
+	}
+	if c.Variables != nil {
+		next.Variables = *c.Variables
+	}
+	if next.Name == a.state.Name && next.Temporary == a.state.Temporary && slices.EqualFunc(next.Variables, a.state.Variables, sameVariable) &&
+		(next.Variables == nil) == (a.state.Variables == nil) {
+		return a.state, nil // nothing changes: nothing to record
+	}
+	if err := a.commit(next); err != nil {
+		return nil, err
+	}
+	return a.state, nil
+}
+
+func sameVariable(x, y events.Variable) bool {
+	if x.Name != y.Name || (x.Value == nil) != (y.Value == nil) {
+		return false
+	}
+	return x.Value == nil || *x.Value == *y.Value
+}
+
+// close closes (or deletes) the project.
+func (a *projectActor) close(deleting bool) error {
+	if !a.state.IsOpen() {
+		return a.notFound()
+	}
+	held := a.state.UDPPorts
+	temporary := a.state.Temporary
+	var d events.Data = events.ProjectClosed{}
+	if deleting {
+		d = events.ProjectDeleted{}
+	}
+	if err := a.commit(d); err != nil {
+		return err
+	}
+	for _, p := range held {
+		a.cfg.UDPPorts.Release(p)
+	}
+	target, effect := filepath.Join(a.dir, "tmp"), "remove the project's tmp directory"
+	if deleting || temporary {
+		target, effect = a.dir, "remove the project directory"
+	}
+	if err := os.RemoveAll(target); err != nil {
+		return a.effectFailed(effect, err)
+	}
+	return nil
+}
+
+func (a *projectActor) allocateUDPPort() (int, error) {
+	if !a.state.IsOpen() {
+		return 0, a.notFound()
+	}
+	port, err := a.cfg.UDPPorts.Allocate()
+	if err != nil {
+		return 0, &Error{Class: ErrConflict, Msg: err.Error(), Err: err}
+	}
+	if err := a.commit(events.UDPPortAllocated{Port: port}); err != nil {
+		if a.stale {
+			a.limbo = append(a.limbo, port) // it may have landed: decided at refold
+		} else {
+			a.cfg.UDPPorts.Release(port)
+		}
+		return 0, err
+	}
+	return port, nil
+}
+
+// commit appends the events of one command with the aggregate's expected
+// version, folds them into the state and publishes the new snapshot. When
+// it fails, state is unchanged; when the store cannot say whether the
+// events landed, the actor is marked stale.
+func (a *projectActor) commit(ds ...events.Data) error {
+	now := a.cfg.now()
+	evs := make([]events.Event, len(ds))
+	for i, d := range ds {
+		evs[i] = events.New(now, a.id, "", d)
+	}
+	var expected uint64
+	if a.state != nil {
+		expected = a.state.Version
+	}
+	cmdID := uuid.NewString()
+	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.StoreTimeout)
+	defer cancel()
+	last, err := a.cfg.Store.Append(ctx, a.subject, expected, cmdID, evs...)
+	switch {
+	case err == nil:
+	case errors.Is(err, events.ErrConflict):
+		a.stale = true
+		return &Error{Class: ErrConflict, Msg: fmt.Sprintf("project %s was changed by another writer; retry the request", a.id), Err: err}
+	case errors.Is(err, events.ErrUnavailable):
+		a.stale = true
+		return Unavailable(err, "the event store is unavailable")
+	default:
+		a.stale = true
+		return fmt.Errorf("actors: append to %s: %w", a.subject, err)
+	}
+	next := a.state
+	for i, ev := range evs {
+		rec := events.Record{Event: ev, Seq: last - uint64(len(evs)-1-i), Subject: a.subject, MsgID: events.MsgID(cmdID, i)}
+		if next, err = replay.ApplyProject(next, rec); err != nil {
+			// We decided an event our own fold refuses: a bug. The store
+			// has it now, so re-read rather than guess.
+			a.stale = true
+			return fmt.Errorf("actors: folding our own event: %w", err)
+		}
+	}
+	a.state = next
+	a.entry.snap.Store(next)
+	return nil
+}
+
+// effectFailed records that an effect of an appended event failed, and
+// returns the error for the client.
+func (a *projectActor) effectFailed(effect string, cause error) error {
+	a.log.Error("effect failed", "effect", effect, "err", cause)
+	if err := a.commit(events.EffectFailed{Effect: effect, Error: cause.Error()}); err != nil {
+		a.log.Error("could not record a failed effect", "effect", effect, "err", err)
+	}
+	return fmt.Errorf("actors: project %s: could not %s: %w", a.id, effect, cause)
+}
+
+// refold rebuilds the state from the store and brings the port pool in
+// line with it.
+func (a *projectActor) refold() error {
+	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.StoreTimeout)
+	defer cancel()
+	var st *replay.Project
+	if _, err := a.cfg.Store.Load(ctx, a.subject, 1, func(r events.Record) error {
+		var err error
+		st, err = replay.ApplyProject(st, r)
+		return err
+	}); err != nil {
+		return err
+	}
+	var reserved []int
+	if a.state != nil {
+		reserved = append(reserved, a.state.UDPPorts...)
+	}
+	reserved = append(reserved, a.limbo...)
+	for _, p := range reserved {
+		if !st.IsOpen() || !st.HoldsUDPPort(p) {
+			a.cfg.UDPPorts.Release(p)
+		}
+	}
+	if st.IsOpen() {
+		for _, p := range st.UDPPorts {
+			if !slices.Contains(reserved, p) {
+				if err := a.cfg.UDPPorts.Reserve(p); err != nil {
+					a.log.Error("port held in the history is held elsewhere too", "port", p, "err", err)
+				}
+			}
+		}
+	}
+	a.state, a.limbo, a.stale = st, nil, false
+	a.entry.snap.Store(st)
+	return nil
+}

@@ -1,0 +1,287 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	natsserver "github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+
+	"labd/actors"
+	"labd/events"
+	"labd/events/jetstream"
+	"labd/http/api"
+	"labd/http/notify"
+	"labd/nio"
+)
+
+const defaultGNS3Version = "2.2.59"
+
+// serveConfig is what the serve flags set.
+type serveConfig struct {
+	host               string
+	port               int
+	dataDir            string
+	computeID          string
+	natsURL            string
+	natsListen         string
+	natsStream         string
+	natsReplicas       int
+	natsSync           string
+	gns3Version        string
+	consolePorts       nio.PortRange
+	udpPorts           nio.PortRange
+	logLevel           slog.Level
+	allowServerControl bool
+	shutdownTimeout    time.Duration
+}
+
+func parseServeFlags(args []string) (serveConfig, error) {
+	var c serveConfig
+	fs := flag.NewFlagSet("labd serve", flag.ContinueOnError)
+	hostname, _ := os.Hostname()
+	home, _ := os.UserHomeDir()
+	var consoleRange, udpRange, logLevel string
+	fs.StringVar(&c.host, "host", "127.0.0.1", "address to serve the API on")
+	fs.IntVar(&c.port, "port", 3080, "port to serve the API on (0: any free port)")
+	fs.StringVar(&c.dataDir, "data-dir", filepath.Join(home, ".local", "share", "labd"), "directory for the event store, projects and images")
+	fs.StringVar(&c.computeID, "compute-id", events.ComputeIDFrom(hostname), "this compute's id in event subjects (letters, digits, - and _)")
+	fs.StringVar(&c.natsURL, "nats-url", "", "external NATS server or cluster (comma-separated URLs); empty: embedded JetStream in <data-dir>/nats")
+	fs.StringVar(&c.natsListen, "nats-listen", "", "also serve the embedded NATS on this host:port (default: in-process only)")
+	fs.StringVar(&c.natsStream, "nats-stream", jetstream.DefaultStream, "JetStream stream holding the events")
+	fs.IntVar(&c.natsReplicas, "nats-replicas", 0, "stream replicas (0: 1 on a single server, 3 on a cluster)")
+	fs.StringVar(&c.natsSync, "nats-sync", "always", `embedded JetStream fsync: "always" (after every event) or an interval such as "1s"`)
+	fs.StringVar(&c.gns3Version, "gns3-version", defaultGNS3Version, "GNS3 version reported to clients (a GNS3 controller requires its own)")
+	fs.StringVar(&consoleRange, "console-port-range", "5000-10000", "TCP ports for node consoles")
+	fs.StringVar(&udpRange, "udp-port-range", "20000-30000", "UDP ports for link tunnels")
+	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.BoolVar(&c.allowServerControl, "allow-server-control", false, "allow POST /v1/server/shutdown and /v1/config/reload")
+	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long a graceful shutdown waits for in-flight requests")
+	if err := fs.Parse(args); err != nil {
+		return c, errUsage
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("serve: unexpected arguments %q", fs.Args())
+	}
+	var err error
+	if c.consolePorts, err = nio.ParsePortRange(consoleRange); err != nil {
+		return c, fmt.Errorf("--console-port-range: %w", err)
+	}
+	if c.udpPorts, err = nio.ParsePortRange(udpRange); err != nil {
+		return c, fmt.Errorf("--udp-port-range: %w", err)
+	}
+	if err := c.logLevel.UnmarshalText([]byte(logLevel)); err != nil {
+		return c, fmt.Errorf("--log-level: %w", err)
+	}
+	if err := events.ValidateComputeID(c.computeID); err != nil {
+		return c, fmt.Errorf("--compute-id: %w", err)
+	}
+	if c.port < 0 || c.port > 65535 {
+		return c, fmt.Errorf("--port %d: not a port", c.port)
+	}
+	if c.natsSync != "always" {
+		if d, err := time.ParseDuration(c.natsSync); err != nil || d <= 0 {
+			return c, fmt.Errorf(`--nats-sync %q: want "always" or a positive duration`, c.natsSync)
+		}
+	}
+	if c.natsURL != "" && c.natsListen != "" {
+		return c, errors.New("--nats-listen serves the embedded NATS: it does not go with --nats-url")
+	}
+	return c, nil
+}
+
+// serve runs the daemon until ctx ends or an allowed /v1/server/shutdown
+// asks it to stop, then shuts down in the reverse order of startup.
+func serve(ctx context.Context, args []string) error {
+	c, err := parseServeFlags(args)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: c.logLevel}))
+
+	projectsDir := filepath.Join(c.dataDir, "projects")
+	if err := os.MkdirAll(projectsDir, 0o755); err != nil {
+		return err
+	}
+	unlock, err := lockDataDir(c.dataDir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+
+	nc, closeNATS, replicas, err := connectNATS(c, log)
+	if err != nil {
+		return err
+	}
+	defer closeNATS()
+	if c.natsReplicas > 0 {
+		replicas = c.natsReplicas
+	}
+	store, err := jetstream.Open(ctx, nc, jetstream.Config{Stream: c.natsStream, Replicas: replicas})
+	if err != nil {
+		return err
+	}
+
+	start := time.Now()
+	hub := notify.New(notify.Config{Store: store, ComputeID: c.computeID, Logger: log.With("component", "notify")})
+	state, err := hub.Rehydrate(ctx)
+	if err != nil {
+		return err
+	}
+	log.Info("history replayed", "compute_id", c.computeID, "projects", len(state.Projects), "through_sequence", state.Seq, "took", time.Since(start))
+
+	udpPool, err := nio.NewPool("udp", c.host, c.udpPorts)
+	if err != nil {
+		return err
+	}
+	client, err := actors.Start(actors.Config{
+		ComputeID:   c.computeID,
+		Store:       store,
+		ProjectsDir: projectsDir,
+		UDPPorts:    udpPool,
+		Logger:      log.With("component", "actors"),
+	}, state)
+	if err != nil {
+		return err
+	}
+
+	ctx, requestStop := context.WithCancel(ctx)
+	defer requestStop()
+	handler := api.New(api.Config{
+		Client:             client,
+		Hub:                hub,
+		Logger:             log.With("component", "api"),
+		Version:            c.gns3Version,
+		ConsolePorts:       c.consolePorts,
+		AllowServerControl: c.allowServerControl,
+		Shutdown:           requestStop,
+		Reload: func() error {
+			log.Info("configuration reload requested: labd takes its configuration from flags, there is nothing to re-read")
+			return nil
+		},
+	})
+
+	var wg sync.WaitGroup
+	hubCtx, stopHub := context.WithCancel(context.Background())
+	wg.Go(func() { hub.Run(hubCtx) })
+
+	ln, err := net.Listen("tcp", net.JoinHostPort(c.host, strconv.Itoa(c.port)))
+	if err != nil {
+		stopHub()
+		wg.Wait()
+		client.Stop(context.Background())
+		return err
+	}
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	srvErr := make(chan error, 1)
+	wg.Go(func() { srvErr <- srv.Serve(ln) })
+	log.Info("labd is serving", "addr", ln.Addr().String(), "data_dir", c.dataDir, "gns3_version", c.gns3Version, "version", version)
+
+	select {
+	case <-ctx.Done():
+	case err = <-srvErr:
+	}
+	log.Info("shutting down")
+
+	// Reverse order: stop taking requests and finish those in flight,
+	// then the actors, then the notification feed, then NATS (deferred).
+	handler.Close()
+	sctx, cancel := context.WithTimeout(context.Background(), c.shutdownTimeout)
+	defer cancel()
+	if serr := srv.Shutdown(sctx); serr != nil {
+		log.Warn("in-flight requests did not finish in time", "err", serr)
+		srv.Close()
+	}
+	if serr := client.Stop(sctx); serr != nil {
+		log.Warn("actors did not stop in time", "err", serr)
+	}
+	stopHub()
+	wg.Wait()
+	if err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// connectNATS connects to the external NATS given by --nats-url, or starts
+// the embedded server. It returns the connection, what closes it all, and
+// the replica count the stream should have.
+func connectNATS(c serveConfig, log *slog.Logger) (*nats.Conn, func(), int, error) {
+	if c.natsURL != "" {
+		nc, err := nats.Connect(c.natsURL, nats.Name("labd "+c.computeID), nats.MaxReconnects(-1),
+			nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("NATS disconnected", "err", err) }),
+			nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("NATS reconnected", "server", nc.ConnectedUrlRedacted()) }))
+		if err != nil {
+			return nil, nil, 0, fmt.Errorf("connect to NATS %s: %w", c.natsURL, err)
+		}
+		replicas := 1
+		if nc.ConnectedClusterName() != "" {
+			replicas = 3
+		}
+		return nc, func() { nc.Drain() }, replicas, nil
+	}
+	sc := jetstream.ServerConfig{
+		Name:   "labd-" + c.computeID,
+		Dir:    filepath.Join(c.dataDir, "nats"),
+		Listen: c.natsListen,
+		Logger: log.With("component", "nats-server"),
+	}
+	if c.natsSync != "always" {
+		sc.SyncInterval, _ = time.ParseDuration(c.natsSync)
+	}
+	s, err := jetstream.StartServer(sc)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	if c.natsListen != "" {
+		log.Info("embedded NATS serves clients", "url", s.ClientURL())
+	}
+	nc, err := jetstream.ConnectInProcess(s, "labd "+c.computeID)
+	if err != nil {
+		s.Shutdown()
+		return nil, nil, 0, err
+	}
+	return nc, func() { shutdownEmbedded(nc, s) }, 1, nil
+}
+
+func shutdownEmbedded(nc *nats.Conn, s *natsserver.Server) {
+	nc.Close()
+	s.Shutdown()
+	s.WaitForShutdown()
+}
+
+// lockDataDir takes an exclusive lock on the data directory, so that two
+// daemons never share one event store and one set of projects. The kernel
+// releases it when the process dies, however it dies.
+func lockDataDir(dir string) (func(), error) {
+	f, err := os.OpenFile(filepath.Join(dir, "labd.lock"), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("data directory %s is in use by another labd", dir)
+		}
+		return nil, fmt.Errorf("lock data directory %s: %w", dir, err)
+	}
+	f.Truncate(0)
+	f.WriteString(strconv.Itoa(os.Getpid()) + "\n")
+	return func() { f.Close() }, nil
+}

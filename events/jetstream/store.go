@@ -1,0 +1,386 @@
+package jetstream
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
+
+	"labd/events"
+)
+
+// Header names labd sets on every event message.
+const (
+	headerType = "Labd-Type"
+
+	headerBatchID     = "Nats-Batch-Id"
+	headerBatchSeq    = "Nats-Batch-Sequence"
+	headerBatchCommit = "Nats-Batch-Commit"
+)
+
+// JetStream error codes the store interprets (nats-server errors.json).
+const (
+	codeWrongLastSequence         = 10071
+	codeWrongLastSequenceConstant = 10164
+	codeAtomicDuplicateMessage    = 10201
+)
+
+// DefaultStream is the stream name used when Config.Stream is empty.
+const DefaultStream = "LABD"
+
+// Config configures a Store.
+type Config struct {
+	// Stream is the stream name; empty means DefaultStream.
+	Stream string
+	// Replicas is the stream's replica count: 1 on a single server, 3 on a
+	// cluster. Zero means 1.
+	Replicas int
+	// FetchBatch is how many messages a bulk read asks for at once; zero
+	// picks a default suited to replaying a whole history.
+	FetchBatch int
+}
+
+// Store is an events.Store on a JetStream stream. It does not own the NATS
+// connection it is given.
+type Store struct {
+	name       string
+	fetchBatch int
+	nc         *nats.Conn
+	js         jetstream.JetStream
+	stream     jetstream.Stream
+}
+
+var _ events.Store = (*Store)(nil)
+
+// Open creates the stream if it does not exist (or updates its
+// configuration if it does) and returns a Store on it.
+func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
+	if cfg.Stream == "" {
+		cfg.Stream = DefaultStream
+	}
+	if cfg.Replicas == 0 {
+		cfg.Replicas = 1
+	}
+	if cfg.FetchBatch == 0 {
+		cfg.FetchBatch = 4096
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	stream, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:               cfg.Stream,
+		Description:        "labd event log",
+		Subjects:           []string{events.Prefix + ".>"},
+		Storage:            jetstream.FileStorage,
+		Retention:          jetstream.LimitsPolicy,
+		MaxMsgs:            -1,
+		MaxBytes:           -1,
+		MaxMsgsPerSubject:  -1,
+		Discard:            jetstream.DiscardNew,
+		Replicas:           cfg.Replicas,
+		Duplicates:         2 * time.Minute,
+		AllowDirect:        true,
+		AllowAtomicPublish: true,
+		DenyDelete:         true,
+		DenyPurge:          true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: create stream %s: %w", cfg.Stream, classify(err))
+	}
+	return &Store{name: cfg.Stream, fetchBatch: cfg.FetchBatch, nc: nc, js: js, stream: stream}, nil
+}
+
+// StreamName returns the name of the stream the store writes to.
+func (s *Store) StreamName() string { return s.name }
+
+// Append implements events.Store.
+func (s *Store) Append(ctx context.Context, subject string, expected uint64, cmdID string, evs ...events.Event) (uint64, error) {
+	if len(evs) == 0 {
+		return 0, errors.New("jetstream: append of no events")
+	}
+	msgs := make([]*nats.Msg, len(evs))
+	for i, ev := range evs {
+		body, err := events.Marshal(ev)
+		if err != nil {
+			return 0, err
+		}
+		m := nats.NewMsg(subject)
+		m.Data = body
+		m.Header.Set(jetstream.MsgIDHeader, events.MsgID(cmdID, i))
+		m.Header.Set(headerType, string(ev.Type))
+		msgs[i] = m
+	}
+	lastID := events.MsgID(cmdID, len(evs)-1)
+
+	var seq uint64
+	var err error
+	if len(msgs) == 1 {
+		seq, err = s.publishOne(ctx, msgs[0], expected)
+	} else {
+		seq, err = s.publishBatch(ctx, msgs, expected)
+	}
+	if err == nil {
+		return seq, nil
+	}
+	return s.resolve(ctx, subject, expected, lastID, err)
+}
+
+func (s *Store) publishOne(ctx context.Context, m *nats.Msg, expected uint64) (uint64, error) {
+	// The message id is already in the header; WithExpect... adds the
+	// per-subject expectation.
+	ack, err := s.js.PublishMsg(ctx, m, jetstream.WithExpectLastSequencePerSubject(expected))
+	if err != nil {
+		return 0, err
+	}
+	return ack.Sequence, nil
+}
+
+// batchReply is the server's answer to the commit of an atomic batch.
+type batchReply struct {
+	Stream string              `json:"stream"`
+	Seq    uint64              `json:"seq"`
+	Count  int                 `json:"count"`
+	Error  *jetstream.APIError `json:"error,omitempty"`
+}
+
+// publishBatch writes msgs as one atomic batch: all of them or none. The
+// expectation goes on the first message; the server checks the whole batch
+// before it commits any of it.
+func (s *Store) publishBatch(ctx context.Context, msgs []*nats.Msg, expected uint64) (uint64, error) {
+	batchID := nuid.Next()
+	for i, m := range msgs {
+		m.Header.Set(headerBatchID, batchID)
+		m.Header.Set(headerBatchSeq, strconv.Itoa(i+1))
+	}
+	msgs[0].Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(expected, 10))
+	last := msgs[len(msgs)-1]
+	last.Header.Set(headerBatchCommit, "1")
+	for _, m := range msgs[:len(msgs)-1] {
+		if err := s.nc.PublishMsg(m); err != nil {
+			return 0, err
+		}
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+	}
+	resp, err := s.nc.RequestMsgWithContext(ctx, last)
+	if err != nil {
+		return 0, err
+	}
+	var r batchReply
+	if err := json.Unmarshal(resp.Data, &r); err != nil {
+		return 0, fmt.Errorf("jetstream: batch commit reply %q: %w", resp.Data, err)
+	}
+	if r.Error != nil {
+		return 0, r.Error
+	}
+	if r.Count != len(msgs) {
+		return 0, fmt.Errorf("jetstream: batch committed %d of %d events", r.Count, len(msgs))
+	}
+	return r.Seq, nil
+}
+
+// resolve turns a failed publish into the Store's answer. Two failures need
+// a look at the subject before they can be judged: a wrong-last-sequence
+// (or duplicate) rejection may be the retry of an append that already
+// landed, and a timeout leaves the outcome unknown. In both cases the last
+// message on the subject says whether our last event is there.
+func (s *Store) resolve(ctx context.Context, subject string, expected uint64, lastID string, err error) (uint64, error) {
+	var apiErr *jetstream.APIError
+	conflict := errors.As(err, &apiErr) && (apiErr.ErrorCode == codeWrongLastSequence ||
+		apiErr.ErrorCode == codeWrongLastSequenceConstant || apiErr.ErrorCode == codeAtomicDuplicateMessage)
+	uncertain := !conflict && isTransient(err)
+	if !conflict && !uncertain {
+		return 0, fmt.Errorf("jetstream: append to %s: %w", subject, classify(err))
+	}
+
+	// The original context may be the one that expired.
+	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	actual, id, lerr := s.lastOf(lctx, subject)
+	if lerr != nil {
+		return 0, fmt.Errorf("jetstream: append to %s: %v; then reading it back: %v: %w", subject, err, lerr, events.ErrUnavailable)
+	}
+	if id == lastID {
+		return actual, nil // our earlier attempt landed
+	}
+	if conflict {
+		return 0, &events.ConflictError{Subject: subject, Expected: expected, Actual: actual}
+	}
+	if actual != expected {
+		// The subject moved, but not with our events; whatever happened
+		// to ours, the expectation can no longer hold.
+		return 0, &events.ConflictError{Subject: subject, Expected: expected, Actual: actual}
+	}
+	return 0, fmt.Errorf("jetstream: append to %s: %v: %w", subject, err, events.ErrUnavailable)
+}
+
+// lastOf returns the sequence and message id of the last message on
+// subject, 0 and "" when it has none.
+func (s *Store) lastOf(ctx context.Context, subject string) (uint64, string, error) {
+	m, err := s.stream.GetLastMsgForSubject(ctx, subject)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return 0, "", nil
+	}
+	if err != nil {
+		return 0, "", err
+	}
+	return m.Sequence, m.Header.Get(jetstream.MsgIDHeader), nil
+}
+
+// Load implements events.Store.
+func (s *Store) Load(ctx context.Context, filter string, from uint64, fn func(events.Record) error) (uint64, error) {
+	if from == 0 {
+		from = 1
+	}
+	info, err := s.stream.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("jetstream: stream info: %w", classify(err))
+	}
+	end := info.State.LastSeq
+	if end < from {
+		return end, nil
+	}
+	// An ordered consumer blocks forever on a filter with nothing to
+	// deliver, so first find the first matching message, if any.
+	first, err := s.stream.GetMsg(ctx, from, jetstream.WithGetMsgSubject(filter))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return end, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("jetstream: load %s: %w", filter, classify(err))
+	}
+	if first.Sequence > end {
+		return end, nil
+	}
+	cons, err := s.js.OrderedConsumer(ctx, s.name, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{filter},
+		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:    first.Sequence,
+	})
+	if err != nil {
+		return 0, fmt.Errorf("jetstream: load %s: %w", filter, classify(err))
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(s.fetchBatch))
+	if err != nil {
+		return 0, fmt.Errorf("jetstream: load %s: %w", filter, classify(err))
+	}
+	defer it.Stop()
+	for {
+		m, err := it.Next(jetstream.NextContext(ctx))
+		if err != nil {
+			if ctx.Err() != nil {
+				return 0, ctx.Err()
+			}
+			return 0, fmt.Errorf("jetstream: load %s: %w", filter, classify(err))
+		}
+		meta, err := m.Metadata()
+		if err != nil {
+			return 0, fmt.Errorf("jetstream: load %s: %w", filter, err)
+		}
+		if meta.Sequence.Stream > end {
+			return end, nil
+		}
+		rec, err := decode(m, meta.Sequence.Stream)
+		if err != nil {
+			return 0, err
+		}
+		if err := fn(rec); err != nil {
+			return 0, err
+		}
+		if meta.Sequence.Stream == end || meta.NumPending == 0 {
+			return end, nil
+		}
+	}
+}
+
+// Follow implements events.Store.
+func (s *Store) Follow(ctx context.Context, filter string, from uint64, fn func(events.Record) error) error {
+	if from == 0 {
+		from = 1
+	}
+	cons, err := s.js.OrderedConsumer(ctx, s.name, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{filter},
+		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:    from,
+	})
+	if err != nil {
+		return fmt.Errorf("jetstream: follow %s: %w", filter, classify(err))
+	}
+	it, err := cons.Messages()
+	if err != nil {
+		return fmt.Errorf("jetstream: follow %s: %w", filter, classify(err))
+	}
+	defer it.Stop()
+	for {
+		m, err := it.Next(jetstream.NextContext(ctx))
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("jetstream: follow %s: %w", filter, classify(err))
+		}
+		meta, err := m.Metadata()
+		if err != nil {
+			return fmt.Errorf("jetstream: follow %s: %w", filter, err)
+		}
+		rec, err := decode(m, meta.Sequence.Stream)
+		if err != nil {
+			return err
+		}
+		if err := fn(rec); err != nil {
+			return err
+		}
+	}
+}
+
+// LastSequence implements events.Store.
+func (s *Store) LastSequence(ctx context.Context) (uint64, error) {
+	info, err := s.stream.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("jetstream: stream info: %w", classify(err))
+	}
+	return info.State.LastSeq, nil
+}
+
+func decode(m jetstream.Msg, seq uint64) (events.Record, error) {
+	ev, err := events.Unmarshal(m.Data())
+	if err != nil {
+		return events.Record{}, fmt.Errorf("jetstream: %s sequence %d: %w", m.Subject(), seq, err)
+	}
+	return events.Record{Event: ev, Seq: seq, Subject: m.Subject(), MsgID: m.Headers().Get(jetstream.MsgIDHeader)}, nil
+}
+
+// isTransient reports errors after which the server may or may not have
+// stored the message.
+func isTransient(err error) bool {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		return apiErr.Code == 503 || apiErr.Code == 408
+	}
+	return errors.Is(err, context.DeadlineExceeded) ||
+		errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, nats.ErrNoResponders) ||
+		errors.Is(err, jetstream.ErrNoStreamResponse) ||
+		errors.Is(err, nats.ErrConnectionClosed) ||
+		errors.Is(err, nats.ErrConnectionReconnecting) ||
+		errors.Is(err, nats.ErrDisconnected)
+}
+
+// classify marks the errors that mean "try again later" with
+// events.ErrUnavailable.
+func classify(err error) error {
+	if isTransient(err) {
+		return fmt.Errorf("%w: %w", events.ErrUnavailable, err)
+	}
+	return err
+}

@@ -1,0 +1,77 @@
+package jetstream_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"labd/events"
+	"labd/events/eventstest"
+	"labd/events/jetstream/jstest"
+)
+
+func TestStoreConformance(t *testing.T) {
+	eventstest.Run(t, func(t *testing.T) events.Store {
+		return jstest.Start(t, jstest.Options{}).Store
+	})
+}
+
+// An event type this build does not know must stop a replay, not be
+// skipped: folding a history we cannot read would serve a wrong lab.
+func TestLoadFailsOnUnknownType(t *testing.T) {
+	env := jstest.Start(t, jstest.Options{})
+	subj := events.ProjectSubject("c1", "p1")
+	m := nats.NewMsg(subj)
+	m.Data = []byte(`{"type":"project.teleported","schema":1,"at":"2026-11-22T10:00:00Z","project_id":"p1","data":{}}`)
+	if err := env.Conn.PublishMsg(m); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Conn.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, err := env.Store.Load(t.Context(), events.ComputeFilter("c1"), 1, func(events.Record) error { return nil })
+		if errors.Is(err, events.ErrUnknownType) {
+			if !strings.Contains(err.Error(), "project.teleported") {
+				t.Fatalf("error does not name the type: %v", err)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Load: got %v, want ErrUnknownType", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Events survive a restart of the server on the same directory.
+func TestStoreSurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	env := jstest.Start(t, jstest.Options{Dir: dir, SyncAlways: true})
+	subj := events.ProjectSubject("c1", "p1")
+	seq, err := env.Store.Append(t.Context(), subj, 0, "cmd1", events.New(time.Now(), "p1", "", events.ProjectCreated{Name: "a"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.Stop()
+
+	env2 := jstest.Start(t, jstest.Options{Dir: dir})
+	var got []events.Record
+	if _, err := env2.Store.Load(t.Context(), subj, 1, func(r events.Record) error {
+		got = append(got, r)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].Seq != seq || got[0].Data.(events.ProjectCreated).Name != "a" {
+		t.Fatalf("after restart: %+v", got)
+	}
+	// The expectation carries across the restart too.
+	if _, err := env2.Store.Append(t.Context(), subj, 0, "cmd2", events.New(time.Now(), "p1", "", events.ProjectClosed{})); !errors.Is(err, events.ErrConflict) {
+		t.Fatalf("append expecting an empty subject after restart: %v", err)
+	}
+}

@@ -1,0 +1,278 @@
+// Package api is labd's HTTP front end: the GNS3 compute API, /v1 as in
+// the GNS3 1.5 documentation and /v2/compute as GNS3 2.2 controllers speak
+// it, on httprouter. Handlers decode and validate requests strictly, turn
+// them into calls on actors.Client, and render replies and notification
+// streams in GNS3's shapes; errors are mapped to statuses in one place
+// (writeError).
+//
+// It imports actors, http/notify, events (notification payloads), replay
+// (snapshots), nio (port ranges) and host.
+package api
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/julienschmidt/httprouter"
+
+	"labd/actors"
+	"labd/host"
+	"labd/http/notify"
+	"labd/nio"
+)
+
+// Config holds what the API serves from.
+type Config struct {
+	Client *actors.Client
+	Hub    *notify.Hub
+	Logger *slog.Logger
+	// Version is the GNS3 version string reported to clients. A GNS3
+	// controller refuses a compute whose version differs from its own.
+	Version string
+	// ConsolePorts is the console port range reported by network/ports.
+	ConsolePorts nio.PortRange
+	// ConsolePortsInUse lists the allocated console ports; nil: none.
+	ConsolePortsInUse func() []int
+	// AllowServerControl enables POST /v1/server/shutdown and
+	// /v1/config/reload, refused with 403 otherwise.
+	AllowServerControl bool
+	// Shutdown is called once by an allowed /v1/server/shutdown. It asks
+	// the daemon to stop and must not block.
+	Shutdown func()
+	// Reload is called by an allowed /v1/config/reload.
+	Reload func() error
+	// MaxBodyBytes caps JSON request bodies (413 beyond); zero: 1 MiB.
+	MaxBodyBytes int64
+	// MaxUploadBytes caps uploaded files; zero: 8 GiB.
+	MaxUploadBytes int64
+	// V1PingInterval and WSPingInterval space the pings of idle
+	// notification streams: 5 s and 1 s, as GNS3, when zero.
+	V1PingInterval time.Duration
+	WSPingInterval time.Duration
+}
+
+// Server is the API's http.Handler.
+type Server struct {
+	cfg    Config
+	router *httprouter.Router
+	log    *slog.Logger
+	cpu    host.CPU
+	// done is closed when the server stops, to end notification streams,
+	// which would otherwise hold a graceful shutdown open.
+	done chan struct{}
+}
+
+// New returns the API handler.
+func New(cfg Config) *Server {
+	if cfg.MaxBodyBytes == 0 {
+		cfg.MaxBodyBytes = 1 << 20
+	}
+	if cfg.MaxUploadBytes == 0 {
+		cfg.MaxUploadBytes = 8 << 30
+	}
+	if cfg.V1PingInterval == 0 {
+		cfg.V1PingInterval = 5 * time.Second
+	}
+	if cfg.WSPingInterval == 0 {
+		cfg.WSPingInterval = time.Second
+	}
+	if cfg.ConsolePortsInUse == nil {
+		cfg.ConsolePortsInUse = func() []int { return nil }
+	}
+	s := &Server{cfg: cfg, router: httprouter.New(), log: cfg.Logger, done: make(chan struct{})}
+	// A strict JSON API: no redirects to guessed paths, JSON errors for
+	// unknown routes and methods.
+	s.router.RedirectTrailingSlash = false
+	s.router.RedirectFixedPath = false
+	s.router.NotFound = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.writeError(w, r, newHTTPError(http.StatusNotFound, "%s %s: no such route", r.Method, r.URL.Path))
+	})
+	s.router.MethodNotAllowed = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.writeError(w, r, newHTTPError(http.StatusMethodNotAllowed, "%s is not allowed on %s", r.Method, r.URL.Path))
+	})
+	s.router.PanicHandler = func(w http.ResponseWriter, r *http.Request, v any) {
+		s.log.Error("handler panicked", "method", r.Method, "path", r.URL.Path, "panic", v)
+		s.writeError(w, r, errors.New("handler panicked"))
+	}
+	s.routes()
+	return s
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Server", "labd GNS3/"+s.cfg.Version)
+	s.router.ServeHTTP(w, r)
+}
+
+// Close ends the open notification streams; call it when the HTTP server
+// starts shutting down.
+func (s *Server) Close() {
+	select {
+	case <-s.done:
+	default:
+		close(s.done)
+	}
+}
+
+// handler is an API handler: it writes a reply, or returns an error for
+// writeError to answer.
+type handler func(w http.ResponseWriter, r *http.Request, p httprouter.Params) error
+
+// route registers h for method on a GNS3 route template such as
+// /v2/compute/projects/{project_id}/files/{path:.+}. The template is also
+// the X-Route header GNS3 clients read.
+func (s *Server) route(method, template string, h handler) {
+	pattern, checks := routerPattern(template)
+	s.router.Handle(method, pattern, func(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
+		w.Header().Set("X-Route", template)
+		rw := &responseWriter{ResponseWriter: w}
+		start := time.Now()
+		err := checkParams(p, checks)
+		if err == nil {
+			err = h(rw, r, p)
+		}
+		if err != nil {
+			if rw.status != 0 {
+				// The reply had started (a stream): it can only be cut.
+				s.log.Debug("request ended with an error after its reply began", "method", r.Method, "path", r.URL.Path, "err", err)
+			} else {
+				s.writeError(rw, r, err)
+			}
+		}
+		s.log.Debug("request", "method", r.Method, "path", r.URL.Path, "route", template, "status", rw.status, "duration", time.Since(start))
+	})
+}
+
+var templateParam = regexp.MustCompile(`\{([a-z_]+)(?::([^}]+))?\}`)
+
+// paramCheck is a route parameter constrained by a pattern in its template.
+type paramCheck struct {
+	name string
+	re   *regexp.Regexp
+}
+
+// routerPattern turns a GNS3 route template into an httprouter pattern.
+// {name} becomes :name, a trailing {name:.+} the catch-all *name, and
+// {name:regexp} a :name checked against ^regexp$.
+func routerPattern(template string) (string, []paramCheck) {
+	var checks []paramCheck
+	pattern := templateParam.ReplaceAllStringFunc(template, func(m string) string {
+		sub := templateParam.FindStringSubmatch(m)
+		name, re := sub[1], sub[2]
+		switch {
+		case re == ".+" && strings.HasSuffix(template, m):
+			return "*" + name
+		case re != "":
+			checks = append(checks, paramCheck{name, regexp.MustCompile("^(?:" + re + ")$")})
+		}
+		return ":" + name
+	})
+	return pattern, checks
+}
+
+func checkParams(p httprouter.Params, checks []paramCheck) error {
+	for _, c := range checks {
+		if v := p.ByName(c.name); !c.re.MatchString(v) {
+			return newHTTPError(http.StatusNotFound, "%s %q is not valid here", c.name, v)
+		}
+	}
+	return nil
+}
+
+// responseWriter remembers whether the reply has started, for the error
+// path and the log.
+type responseWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *responseWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *responseWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController and the WebSocket upgrade reach the
+// underlying writer.
+func (w *responseWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// Hijack marks the reply as started (switching protocols) and hands the
+// connection over.
+func (w *responseWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	w.status = http.StatusSwitchingProtocols
+	return http.NewResponseController(w.ResponseWriter).Hijack()
+}
+
+// httpError is an error of the transport itself (a body too large, a
+// malformed parameter) with its status.
+type httpError struct {
+	status int
+	msg    string
+	header http.Header
+}
+
+func newHTTPError(status int, format string, args ...any) *httpError {
+	return &httpError{status: status, msg: fmt.Sprintf(format, args...)}
+}
+
+func (e *httpError) Error() string { return e.msg }
+
+// errorBody is GNS3's error shape.
+type errorBody struct {
+	Status  int    `json:"status"`
+	Message string `json:"message"`
+}
+
+// writeError is the one place errors become statuses.
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	status, msg := http.StatusInternalServerError, "Internal server error"
+	var he *httpError
+	switch {
+	case errors.As(err, &he):
+		status, msg = he.status, he.msg
+		for k, v := range he.header {
+			w.Header()[k] = v
+		}
+	case errors.Is(err, actors.ErrNotFound):
+		status = http.StatusNotFound
+	case errors.Is(err, actors.ErrAlreadyExists), errors.Is(err, actors.ErrConflict):
+		status = http.StatusConflict
+	case errors.Is(err, actors.ErrInvalid):
+		status = http.StatusBadRequest
+	case errors.Is(err, actors.ErrForbidden):
+		status = http.StatusForbidden
+	case errors.Is(err, actors.ErrUnavailable):
+		status = http.StatusServiceUnavailable
+		w.Header().Set("Retry-After", "1")
+	case errors.Is(err, context.Canceled):
+		// The client went away; GNS3 answers 408 to a cancelled request.
+		status, msg = http.StatusRequestTimeout, "Request canceled"
+	}
+	if he == nil {
+		if m, ok := actors.PublicMessage(err); ok {
+			msg = m
+		}
+	}
+	if status >= 500 {
+		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
+	} else {
+		s.log.Debug("request refused", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
+	}
+	writeJSON(w, status, errorBody{Status: status, Message: msg})
+}
