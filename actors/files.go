@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net/url"
 	"os"
 	"path"
 	"slices"
@@ -35,8 +34,8 @@ func CleanPath(p string) (string, error) {
 		if slices.Contains(strings.Split(s, "/"), "..") {
 			return "", forbidden
 		}
-		d, err := url.PathUnescape(s)
-		if err != nil || d == s {
+		d := unescapeLenient(s)
+		if d == s {
 			break
 		}
 		s = d
@@ -46,6 +45,39 @@ func CleanPath(p string) (string, error) {
 		return "", Invalid("a file path is required")
 	}
 	return clean, nil
+}
+
+// unescapeLenient decodes every valid %XX escape of s and keeps anything
+// else literally, so an invalid escape elsewhere cannot hide an encoded
+// ".." from CleanPath.
+func unescapeLenient(s string) string {
+	if !strings.Contains(s, "%") {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '%' && i+2 < len(s) && isHex(s[i+1]) && isHex(s[i+2]) {
+			b.WriteByte(unhex(s[i+1])<<4 | unhex(s[i+2]))
+			i += 2
+			continue
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+func unhex(c byte) byte {
+	switch {
+	case c >= 'a':
+		return c - 'a' + 10
+	case c >= 'A':
+		return c - 'A' + 10
+	}
+	return c - '0'
 }
 
 // File is one regular file of a project directory.

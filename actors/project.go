@@ -304,6 +304,9 @@ func (a *projectActor) commit(ds ...events.Data) error {
 	case errors.Is(err, events.ErrConflict):
 		a.stale = true
 		return &Error{Class: ErrConflict, Msg: fmt.Sprintf("project %s was changed by another writer; retry the request", a.id), Err: err}
+	case errors.Is(err, events.ErrTooLarge):
+		// Refused before anything was stored: state is still exact.
+		return &Error{Class: ErrInvalid, Msg: "the change is too large to be recorded", Err: err}
 	case errors.Is(err, events.ErrUnavailable):
 		a.stale = true
 		return Unavailable(err, "the event store is unavailable")

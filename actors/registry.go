@@ -18,6 +18,7 @@ type registry struct {
 	// tombstones are aggregates with history but no actor: closed or
 	// deleted projects, kept for the version their next creation expects.
 	tombstones map[string]*replay.Project
+	ready      chan struct{} // closed once the initial state is spawned
 	stopped    chan struct{}
 }
 
@@ -43,6 +44,7 @@ func (r *registry) Receive(ctx actor.Context) {
 					r.tombstones[id] = p
 				}
 			}
+			close(r.ready)
 		}
 	case *request:
 		r.route(ctx, m)

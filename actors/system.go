@@ -66,6 +66,9 @@ func Start(cfg Config, st *replay.State) (*Client, error) {
 	if cfg.StoreTimeout == 0 {
 		cfg.StoreTimeout = 10 * time.Second
 	}
+	if st == nil {
+		st = replay.New()
+	}
 	for _, p := range st.Projects {
 		for _, port := range p.UDPPorts {
 			if err := cfg.UDPPorts.Reserve(port); err != nil {
@@ -78,7 +81,8 @@ func Start(cfg Config, st *replay.State) (*Client, error) {
 		return logger.With("lib", "protoactor")
 	}))
 	c := &Client{cfg: &cfg, sys: sys, dir: newDirectory(), stopped: make(chan struct{})}
-	reg := &registry{cfg: c.cfg, dir: c.dir, initial: st, tombstones: map[string]*replay.Project{}, stopped: c.stopped}
+	ready := make(chan struct{})
+	reg := &registry{cfg: c.cfg, dir: c.dir, initial: st, tombstones: map[string]*replay.Project{}, ready: ready, stopped: c.stopped}
 	props := actor.PropsFromProducer(func() actor.Actor { return reg },
 		// The registry's state is a map it updates in single steps; a panic
 		// in one message leaves it whole, so it resumes rather than
@@ -93,6 +97,10 @@ func Start(cfg Config, st *replay.State) (*Client, error) {
 		return nil, fmt.Errorf("actors: spawn registry: %w", err)
 	}
 	c.registry = pid
+	// SpawnNamed returns before the registry has handled Started: wait
+	// until every project actor is in the directory, or a read served
+	// right after startup would miss projects.
+	<-ready
 	return c, nil
 }
 
@@ -112,11 +120,21 @@ func (c *Client) Stop(ctx context.Context) error {
 	}
 }
 
+// callTimeout bounds a command whose caller set no deadline.
+const callTimeout = 5 * time.Minute
+
 // call sends cmd to the actor tree and waits for the reply or for ctx.
 func call[T any](ctx context.Context, c *Client, cmd command) (T, error) {
 	var zero T
 	if c.closing.Load() {
 		return zero, Unavailable(nil, "labd is shutting down")
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		// A safety net: no command takes this long unless something is
+		// wrong, and then the caller gets an answer.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, callTimeout)
+		defer cancel()
 	}
 	req := &request{ctx: ctx, cmd: cmd, reply: make(chan result, 1)}
 	c.sys.Root.Send(c.registry, req)

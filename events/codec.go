@@ -106,6 +106,12 @@ func Unmarshal(b []byte) (Event, error) {
 	if !ok {
 		return Event{}, fmt.Errorf("events: type %q: %w", env.Type, ErrUnknownType)
 	}
+	// Events are stamped in UTC; a time that is no year of the calendar
+	// once in UTC cannot have been written by labd, nor written again.
+	at := env.At.UTC()
+	if y := at.Year(); y < 1 || y > 9999 {
+		return Event{}, fmt.Errorf("events: %q: time %s out of range: %w", env.Type, env.At, ErrMalformed)
+	}
 	if env.Schema < 1 || env.Schema > p.schema {
 		return Event{}, fmt.Errorf("events: %q schema %d, this build knows 1..%d: %w", env.Type, env.Schema, p.schema, ErrSchema)
 	}
@@ -130,7 +136,7 @@ func Unmarshal(b []byte) (Event, error) {
 	return Event{
 		Type:      env.Type,
 		Schema:    p.schema,
-		At:        env.At,
+		At:        at,
 		ProjectID: env.ProjectID,
 		NodeID:    env.NodeID,
 		Data:      d,

@@ -51,6 +51,8 @@ var (
 	// ErrUnavailable: the store could not be reached, or could not confirm
 	// the outcome of an append.
 	ErrUnavailable = errors.New("events: store unavailable")
+	// ErrTooLarge: an event that does not fit in one stored message.
+	ErrTooLarge = errors.New("events: event too large for the store")
 	// ErrUnknownType: an event type this build does not know.
 	ErrUnknownType = errors.New("unknown event type")
 	// ErrSchema: a payload schema this build cannot read or write.

@@ -120,10 +120,11 @@ func serve(ctx context.Context, args []string) error {
 	}
 	defer unlock()
 
-	nc, closeNATS, replicas, err := connectNATS(c, log)
+	nc, closeNATSOnce, replicas, err := connectNATS(c, log)
 	if err != nil {
 		return err
 	}
+	closeNATS := sync.OnceFunc(closeNATSOnce)
 	defer closeNATS()
 	if c.natsReplicas > 0 {
 		replicas = c.natsReplicas
@@ -186,6 +187,7 @@ func serve(ctx context.Context, args []string) error {
 	srv := &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	srvErr := make(chan error, 1)
@@ -199,7 +201,7 @@ func serve(ctx context.Context, args []string) error {
 	log.Info("shutting down")
 
 	// Reverse order: stop taking requests and finish those in flight,
-	// then the actors, then the notification feed, then NATS (deferred).
+	// then the actors, then the notification feed, then NATS.
 	handler.Close()
 	sctx, cancel := context.WithTimeout(context.Background(), c.shutdownTimeout)
 	defer cancel()
@@ -212,6 +214,7 @@ func serve(ctx context.Context, args []string) error {
 	}
 	stopHub()
 	wg.Wait()
+	closeNATS()
 	if err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}

@@ -29,6 +29,7 @@ const (
 	codeWrongLastSequence         = 10071
 	codeWrongLastSequenceConstant = 10164
 	codeAtomicDuplicateMessage    = 10201
+	codeMessageTooLarge           = 10054
 )
 
 // DefaultStream is the stream name used when Config.Stream is empty.
@@ -196,6 +197,10 @@ func (s *Store) publishBatch(ctx context.Context, msgs []*nats.Msg, expected uin
 // message on the subject says whether our last event is there.
 func (s *Store) resolve(ctx context.Context, subject string, expected uint64, lastID string, err error) (uint64, error) {
 	var apiErr *jetstream.APIError
+	if errors.Is(err, nats.ErrMaxPayload) || (errors.As(err, &apiErr) && apiErr.ErrorCode == codeMessageTooLarge) {
+		// Refused before anything was stored.
+		return 0, fmt.Errorf("jetstream: append to %s: %w: %w", subject, events.ErrTooLarge, err)
+	}
 	conflict := errors.As(err, &apiErr) && (apiErr.ErrorCode == codeWrongLastSequence ||
 		apiErr.ErrorCode == codeWrongLastSequenceConstant || apiErr.ErrorCode == codeAtomicDuplicateMessage)
 	uncertain := !conflict && isTransient(err)

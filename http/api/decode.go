@@ -100,7 +100,11 @@ type field[T any] struct {
 	Value T
 }
 
+// UnmarshalJSON starts from scratch each time: a member given twice takes
+// its last value, as in GNS3 (Python's json), with nothing left over from
+// the first.
 func (f *field[T]) UnmarshalJSON(b []byte) error {
+	*f = field[T]{}
 	if string(b) == "null" {
 		return &json.UnmarshalTypeError{Value: "null", Type: reflect.TypeFor[T]()}
 	}
@@ -115,8 +119,9 @@ type nullable[T any] struct {
 	Value T
 }
 
+// UnmarshalJSON starts from scratch each time, like field's.
 func (n *nullable[T]) UnmarshalJSON(b []byte) error {
-	n.Set = true
+	*n = nullable[T]{Set: true}
 	if string(b) == "null" {
 		n.Null = true
 		return nil

@@ -3,6 +3,7 @@ package api_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"maps"
@@ -52,6 +53,7 @@ type daemonOptions struct {
 	dataDir            string // reuse (restart tests); empty: a new one
 	computeID          string
 	pingV1, pingWS     time.Duration
+	streamWriteTimeout time.Duration
 }
 
 func startDaemon(t testing.TB, o daemonOptions) *daemon {
@@ -66,10 +68,14 @@ func startDaemon(t testing.TB, o daemonOptions) *daemon {
 	if dataDir == "" {
 		dataDir = t.TempDir()
 	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if os.Getenv("LABD_TEST_LOG") != "" {
-		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
+	// The daemon's log is kept and shown only if the test fails.
+	logs := &logBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("daemon log:\n%s", logs.String())
+		}
+	})
 	env := jstest.Start(t, jstest.Options{Dir: filepath.Join(dataDir, "nats")})
 	hub := notify.New(notify.Config{Store: env.Store, ComputeID: o.computeID, Logger: log, Ring: o.hubRing, Buffer: o.hubBuffer})
 	state, err := hub.Rehydrate(t.Context())
@@ -99,6 +105,7 @@ func startDaemon(t testing.TB, o daemonOptions) *daemon {
 		MaxBodyBytes:       o.maxBodyBytes,
 		V1PingInterval:     o.pingV1,
 		WSPingInterval:     o.pingWS,
+		StreamWriteTimeout: o.streamWriteTimeout,
 	})
 	hubCtx, stopHub := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -113,6 +120,24 @@ func startDaemon(t testing.TB, o daemonOptions) *daemon {
 		wg.Wait()
 	})
 	return d
+}
+
+// logBuffer is a goroutine-safe log sink.
+type logBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // response is a reply read in full.
@@ -207,11 +232,26 @@ func (d *daemon) lastSeq() uint64 {
 	return seq
 }
 
-// createProject creates a project over v2 and returns its id.
+// createProject creates a project over v2 and returns its id, once the
+// notification hub has seen the creation: a stream opened afterwards
+// starts after it.
 func (d *daemon) createProject(name string) string {
 	d.t.Helper()
 	r := d.do("POST", "/v2/compute/projects", `{"name":`+quote(name)+`}`).expect(d.t, 201, "")
+	d.settle()
 	return r.object(d.t)["project_id"].(string)
+}
+
+// settle waits until the notification hub has processed the whole stream.
+func (d *daemon) settle() {
+	d.t.Helper()
+	last := d.lastSeq()
+	eventually(d.t, 5*time.Second, func() error {
+		if p := d.Hub.Position(); p < last {
+			return fmt.Errorf("hub at %d, stream at %d", p, last)
+		}
+		return nil
+	})
 }
 
 func quote(s string) string {

@@ -49,7 +49,9 @@ type Config struct {
 	Shutdown func()
 	// Reload is called by an allowed /v1/config/reload.
 	Reload func() error
-	// MaxBodyBytes caps JSON request bodies (413 beyond); zero: 1 MiB.
+	// MaxBodyBytes caps JSON request bodies (413 beyond); zero: 256 KiB.
+	// A body becomes an event, and an event must fit in one NATS message
+	// (1 MiB by default), envelope included.
 	MaxBodyBytes int64
 	// MaxUploadBytes caps uploaded files; zero: 8 GiB.
 	MaxUploadBytes int64
@@ -57,6 +59,9 @@ type Config struct {
 	// notification streams: 5 s and 1 s, as GNS3, when zero.
 	V1PingInterval time.Duration
 	WSPingInterval time.Duration
+	// StreamWriteTimeout bounds one write to a notification client: a
+	// client that takes nothing for that long is gone. Zero: 10 s.
+	StreamWriteTimeout time.Duration
 }
 
 // Server is the API's http.Handler.
@@ -73,7 +78,7 @@ type Server struct {
 // New returns the API handler.
 func New(cfg Config) *Server {
 	if cfg.MaxBodyBytes == 0 {
-		cfg.MaxBodyBytes = 1 << 20
+		cfg.MaxBodyBytes = 256 << 10
 	}
 	if cfg.MaxUploadBytes == 0 {
 		cfg.MaxUploadBytes = 8 << 30
@@ -83,6 +88,9 @@ func New(cfg Config) *Server {
 	}
 	if cfg.WSPingInterval == 0 {
 		cfg.WSPingInterval = time.Second
+	}
+	if cfg.StreamWriteTimeout == 0 {
+		cfg.StreamWriteTimeout = 10 * time.Second
 	}
 	if cfg.ConsolePortsInUse == nil {
 		cfg.ConsolePortsInUse = func() []int { return nil }

@@ -232,8 +232,11 @@ func (s *Sub) Close() {
 }
 
 // Subscribe starts a subscription to the items match accepts (nil: all).
-// With since nil it delivers live items only; otherwise it first delivers,
-// as Backlog, every accepted item after sequence *since.
+// With since nil it delivers live items only, from the hub's position
+// (which may trail the stream by the events it is still folding: a new
+// subscriber can get an event stored a moment before it came, never miss
+// one stored after). Otherwise it first delivers, as Backlog, every
+// accepted item after sequence *since.
 func (h *Hub) Subscribe(ctx context.Context, since *uint64, match func(Item) bool) (*Sub, error) {
 	ch := make(chan Item, h.cfg.Buffer)
 	s := &Sub{C: ch, hub: h, ch: ch, match: match}
