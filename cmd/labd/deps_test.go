@@ -1,0 +1,50 @@
+package main
+
+import (
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// allowedImports is DESIGN.md's import graph: which labd packages each
+// labd package may import (tests aside). Imports flow one way,
+// cmd → http/api → actors → {replay → events, nio}; events and nio import
+// nothing of labd. A package missing here fails the test: place it.
+var allowedImports = map[string][]string{
+	"labd/events":                  nil,
+	"labd/events/eventstest":       {"labd/events"},
+	"labd/events/jetstream":        {"labd/events"},
+	"labd/events/jetstream/jstest": {"labd/events/jetstream"},
+	"labd/nio":                     nil,
+	"labd/host":                    nil,
+	"labd/replay":                  {"labd/events"},
+	"labd/actors":                  {"labd/events", "labd/replay", "labd/nio"},
+	"labd/http/notify":             {"labd/events", "labd/replay"},
+	"labd/http/api":                {"labd/actors", "labd/http/notify", "labd/events", "labd/replay", "labd/nio", "labd/host"},
+	"labd/cmd/labd":                {"*"},
+}
+
+func TestImportsFlowOneWay(t *testing.T) {
+	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Imports " "}}`, "labd/...").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		fields := strings.Fields(line)
+		pkg, imports := fields[0], fields[1:]
+		allowed, known := allowedImports[pkg]
+		if !known {
+			t.Errorf("package %s is not in allowedImports: decide where it sits in the import graph", pkg)
+			continue
+		}
+		for _, imp := range imports {
+			if !strings.HasPrefix(imp, "labd/") || slices.Contains(allowed, "*") {
+				continue
+			}
+			if !slices.Contains(allowed, imp) {
+				t.Errorf("%s imports %s: not allowed by the import graph", pkg, imp)
+			}
+		}
+	}
+}
