@@ -21,21 +21,21 @@ const (
 
 // Project is the folded state of one project aggregate.
 type Project struct {
-	ID        string
-	Name      string
-	Temporary bool
+	ID        string `json:"project_id"`
+	Name      string `json:"name"`
+	Temporary bool   `json:"temporary"`
 	// Variables is nil when the project has none (GNS3 reports null).
-	Variables []events.Variable
-	Status    Status
+	Variables []events.Variable `json:"variables"`
+	Status    Status            `json:"status"`
 	// UDPPorts are the UDP ports the project holds, ascending.
-	UDPPorts []int
+	UDPPorts []int `json:"udp_ports"`
 	// Version is the stream sequence of the aggregate's last event: the
 	// expectation of its next append.
-	Version uint64
+	Version uint64 `json:"version"`
 	// Opened is when the project was last created; Updated when its last
 	// event was decided.
-	Opened  time.Time
-	Updated time.Time
+	Opened  time.Time `json:"opened"`
+	Updated time.Time `json:"updated"`
 }
 
 // IsOpen reports whether the project is being served.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"slices"
+	"strings"
 
 	"labd/events"
 )
@@ -88,6 +90,19 @@ func (s *State) UDPPorts() []int {
 		ports = append(ports, p)
 	}
 	return ports
+}
+
+// Summary is a stable, plain view of a State: for golden files, tools and
+// anyone comparing two folds.
+type Summary struct {
+	Seq      uint64     `json:"seq"`
+	Projects []*Project `json:"projects"` // by id
+}
+
+// Summarize returns the summary of s.
+func Summarize(s *State) Summary {
+	ps := slices.SortedFunc(maps.Values(s.Projects), func(a, b *Project) int { return strings.Compare(a.ID, b.ID) })
+	return Summary{Seq: s.Seq, Projects: ps}
 }
 
 // Loader is the part of events.Store Rehydrate needs.
