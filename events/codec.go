@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"time"
 )
 
@@ -151,7 +150,8 @@ func decodeStrict(b []byte, v any) error {
 	if err := dec.Decode(v); err != nil {
 		return err
 	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+	// Cheaper than asking the decoder for another token.
+	if len(bytes.TrimSpace(b[dec.InputOffset():])) != 0 {
 		return errors.New("trailing data after the JSON value")
 	}
 	return nil

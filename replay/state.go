@@ -67,6 +67,9 @@ func (s *State) Apply(r events.Record) error {
 // moveUDPPorts updates the port index for a project going from before to
 // after.
 func (s *State) moveUDPPorts(before, after *Project) error {
+	if before != nil && sameSlice(before.UDPPorts, after.UDPPorts) {
+		return nil // most events leave the ports alone
+	}
 	if before != nil {
 		for _, p := range before.UDPPorts {
 			if !after.HoldsUDPPort(p) {
@@ -81,6 +84,12 @@ func (s *State) moveUDPPorts(before, after *Project) error {
 		s.udpOwner[p] = after.ID
 	}
 	return nil
+}
+
+// sameSlice reports whether a and b are the same slice (not merely equal):
+// ApplyProject shares the ports slice between versions it does not change.
+func sameSlice(a, b []int) bool {
+	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
 }
 
 // UDPPorts returns every UDP port held by an open project.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -267,8 +268,17 @@ func (s *Store) Load(ctx context.Context, filter string, from uint64, fn func(ev
 	if first.Sequence > end {
 		return end, nil
 	}
+	// The server matches a wildcard filter against the subject of every
+	// message it scans, which is slower than sending the messages: for a
+	// filter that matches most of the stream (one compute on its own
+	// embedded server), reading everything and matching here is faster
+	// (measured on 1M events: 14 s filtered by the server, 6 s not).
+	readFilter := filter
+	if s.mostlyMatches(ctx, filter, first.Sequence, end) {
+		readFilter = events.Prefix + ".>"
+	}
 	cons, err := s.js.OrderedConsumer(ctx, s.name, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{filter},
+		FilterSubjects: []string{readFilter},
 		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq:    first.Sequence,
 	})
@@ -295,16 +305,59 @@ func (s *Store) Load(ctx context.Context, filter string, from uint64, fn func(ev
 		if meta.Sequence.Stream > end {
 			return end, nil
 		}
-		rec, err := decode(m, meta.Sequence.Stream)
-		if err != nil {
-			return 0, err
-		}
-		if err := fn(rec); err != nil {
-			return 0, err
+		if readFilter == filter || subjectMatches(filter, m.Subject()) {
+			rec, err := decode(m, meta.Sequence.Stream)
+			if err != nil {
+				return 0, err
+			}
+			if err := fn(rec); err != nil {
+				return 0, err
+			}
 		}
 		if meta.Sequence.Stream == end || meta.NumPending == 0 {
 			return end, nil
 		}
+	}
+}
+
+// mostlyMatches reports whether a wildcard filter matches at least half of
+// the messages from first to end, counted by a temporary consumer (the
+// server counts them from its subject index, without scanning).
+func (s *Store) mostlyMatches(ctx context.Context, filter string, first, end uint64) bool {
+	if !strings.ContainsAny(filter, "*>") || filter == events.Prefix+".>" || end-first < 10000 {
+		return false
+	}
+	c, err := s.stream.CreateConsumer(ctx, jetstream.ConsumerConfig{
+		FilterSubjects:    []string{filter},
+		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:       first,
+		AckPolicy:         jetstream.AckNonePolicy,
+		MemoryStorage:     true,
+		InactiveThreshold: time.Minute,
+	})
+	if err != nil {
+		return false // the server filters: slower, never wrong
+	}
+	info := c.CachedInfo()
+	s.stream.DeleteConsumer(ctx, info.Name)
+	return info.NumPending*2 >= end-first+1
+}
+
+// subjectMatches reports whether subject matches filter, with NATS
+// wildcards: "*" matches one token, a final ">" one or more.
+func subjectMatches(filter, subject string) bool {
+	for {
+		ft, frest, fmore := strings.Cut(filter, ".")
+		st, srest, smore := strings.Cut(subject, ".")
+		switch {
+		case ft == ">":
+			return st != ""
+		case ft != "*" && ft != st:
+			return false
+		case !fmore || !smore:
+			return fmore == smore
+		}
+		filter, subject = frest, srest
 	}
 }
 

@@ -2,6 +2,7 @@ package jetstream_test
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -73,5 +74,39 @@ func TestStoreSurvivesRestart(t *testing.T) {
 	// The expectation carries across the restart too.
 	if _, err := env2.Store.Append(t.Context(), subj, 0, "cmd2", events.New(time.Now(), "p1", "", events.ProjectClosed{})); !errors.Is(err, events.ErrConflict) {
 		t.Fatalf("append expecting an empty subject after restart: %v", err)
+	}
+}
+
+// Load reads a large stream unfiltered when the filter matches most of it
+// (and matches subjects itself), and lets the server filter otherwise;
+// both must deliver exactly the matching records, in order.
+func TestLoadLargeStreamEitherWay(t *testing.T) {
+	env := jstest.Start(t, jstest.Options{})
+	mine := seedReplay(t, env, 130, 100) // 13,000 events of "bench", 13 of "other"
+	for _, tc := range []struct {
+		compute string
+		want    int
+	}{{"bench", mine}, {"other", 13}} {
+		n := 0
+		var last uint64
+		prefix := events.ComputeFilter(tc.compute)
+		prefix = prefix[:len(prefix)-1]
+		_, err := env.Store.Load(t.Context(), events.ComputeFilter(tc.compute), 1, func(r events.Record) error {
+			if !strings.HasPrefix(r.Subject, prefix) {
+				return fmt.Errorf("record %d on %s delivered for compute %s", r.Seq, r.Subject, tc.compute)
+			}
+			if r.Seq <= last {
+				return fmt.Errorf("record %d after %d", r.Seq, last)
+			}
+			last = r.Seq
+			n++
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n != tc.want {
+			t.Fatalf("compute %s: loaded %d records, want %d", tc.compute, n, tc.want)
+		}
 	}
 }

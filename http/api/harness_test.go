@@ -54,6 +54,9 @@ type daemonOptions struct {
 	computeID          string
 	pingV1, pingWS     time.Duration
 	streamWriteTimeout time.Duration
+	// syncAlways fsyncs every event, as labd does by default; tests leave
+	// it off (a killed process loses nothing either way).
+	syncAlways bool
 }
 
 func startDaemon(t testing.TB, o daemonOptions) *daemon {
@@ -76,7 +79,7 @@ func startDaemon(t testing.TB, o daemonOptions) *daemon {
 			t.Logf("daemon log:\n%s", logs.String())
 		}
 	})
-	env := jstest.Start(t, jstest.Options{Dir: filepath.Join(dataDir, "nats")})
+	env := jstest.Start(t, jstest.Options{Dir: filepath.Join(dataDir, "nats"), SyncAlways: o.syncAlways})
 	hub := notify.New(notify.Config{Store: env.Store, ComputeID: o.computeID, Logger: log, Ring: o.hubRing, Buffer: o.hubBuffer})
 	state, err := hub.Rehydrate(t.Context())
 	if err != nil {
