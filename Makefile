@@ -47,8 +47,8 @@ bench: deps ## run the benchmarks (numbers and machine in BENCHMARKS.md)
 lint: deps ## gofmt, go vet, staticcheck and govulncheck (the last two when they can be fetched)
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
-	@if $(GO) run honnef.co/go/tools/cmd/staticcheck@2025.1.1 -version >/dev/null 2>&1; then \
-		$(GO) run honnef.co/go/tools/cmd/staticcheck@2025.1.1 ./...; \
+	@if $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 -version >/dev/null 2>&1; then \
+		$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...; \
 	else echo "staticcheck: not available here, skipped"; fi
 	@if $(GO) run golang.org/x/vuln/cmd/govulncheck@v1.1.4 -version >/dev/null 2>&1; then \
 		$(GO) run golang.org/x/vuln/cmd/govulncheck@v1.1.4 ./... || echo "govulncheck: could not check (no vulnerability database here?)"; \
