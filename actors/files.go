@@ -90,15 +90,25 @@ type File struct {
 // also stages uploads there, so it is not listed.
 const tmpDir = "tmp"
 
-// ListFiles returns every regular file of an open project with its md5
-// sum, sorted by path. Symbolic links are not followed.
-func (c *Client) ListFiles(id string) ([]File, error) {
+// projectRoot opens the directory of an open project as an os.Root, which
+// refuses any name that resolves outside it, symbolic links included.
+func (c *Client) projectRoot(id string) (*os.Root, error) {
 	if _, err := c.Project(id); err != nil {
 		return nil, err
 	}
 	root, err := os.OpenRoot(c.ProjectDir(id))
 	if err != nil {
 		return nil, fmt.Errorf("actors: open project %s: %w", id, err)
+	}
+	return root, nil
+}
+
+// ListFiles returns every regular file of an open project with its md5
+// sum, sorted by path. Symbolic links are not followed.
+func (c *Client) ListFiles(id string) ([]File, error) {
+	root, err := c.projectRoot(id)
+	if err != nil {
+		return nil, err
 	}
 	defer root.Close()
 	var files []File
@@ -147,12 +157,9 @@ func (c *Client) OpenFile(id, name string) (*os.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := c.Project(id); err != nil {
-		return nil, err
-	}
-	root, err := os.OpenRoot(c.ProjectDir(id))
+	root, err := c.projectRoot(id)
 	if err != nil {
-		return nil, fmt.Errorf("actors: open project %s: %w", id, err)
+		return nil, err
 	}
 	defer root.Close()
 	f, err := root.Open(rel)
@@ -190,12 +197,9 @@ func (c *Client) WriteFile(ctx context.Context, id, name string, body io.Reader)
 	if err != nil {
 		return err
 	}
-	if _, err := c.Project(id); err != nil {
-		return err
-	}
-	root, err := os.OpenRoot(c.ProjectDir(id))
+	root, err := c.projectRoot(id)
 	if err != nil {
-		return fmt.Errorf("actors: open project %s: %w", id, err)
+		return err
 	}
 	defer root.Close()
 	if err := root.MkdirAll(tmpDir, 0o755); err != nil {

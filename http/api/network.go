@@ -99,11 +99,7 @@ func (s *Server) networkRoutes() {
 		return nil
 	})
 	s.route("GET", "/v2/compute/statistics", func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) error {
-		mem, err := host.ReadMemory()
-		if err != nil {
-			return err
-		}
-		disk, err := host.DiskUsage(s.cfg.Client.ProjectsDir())
+		mem, disk, err := s.hostUsage()
 		if err != nil {
 			return err
 		}
@@ -136,4 +132,14 @@ func nonNil(ports []int) []int {
 		return []int{}
 	}
 	return ports
+}
+
+// hostUsage reads the host's memory and the disk holding the projects.
+func (s *Server) hostUsage() (host.Memory, host.Disk, error) {
+	mem, err := host.ReadMemory()
+	if err != nil {
+		return host.Memory{}, host.Disk{}, err
+	}
+	disk, err := host.DiskUsage(s.cfg.Client.ProjectsDir())
+	return mem, disk, err
 }

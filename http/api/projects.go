@@ -152,13 +152,23 @@ func newProjectID(n nullable[string]) (string, error) {
 	return parseID("Project", n.Value)
 }
 
-// checkCreatePath refuses a "path" that is not the project's own
-// directory: labd keeps every project under its data directory.
-func (s *Server) checkCreatePath(n nullable[string], id string) error {
-	if n.Set && !n.Null && filepath.Clean(n.Value) != s.cfg.Client.ProjectDir(id) {
-		return actors.Forbidden("The path %s is not allowed", n.Value)
+// createCommand checks what both API versions' creates share: the name,
+// the id (a fresh one if none is given) and the path, which may only be
+// the project's own directory: labd keeps every project under its data
+// directory.
+func (s *Server) createCommand(name, projectID, path nullable[string]) (actors.CreateProject, error) {
+	n, err := checkName(name)
+	if err != nil {
+		return actors.CreateProject{}, err
 	}
-	return nil
+	id, err := newProjectID(projectID)
+	if err != nil {
+		return actors.CreateProject{}, err
+	}
+	if path.Set && !path.Null && filepath.Clean(path.Value) != s.cfg.Client.ProjectDir(id) {
+		return actors.CreateProject{}, actors.Forbidden("The path %s is not allowed", path.Value)
+	}
+	return actors.CreateProject{ProjectID: id, Name: n}, nil
 }
 
 func (s *Server) projectRoutes() {
@@ -184,20 +194,12 @@ func (s *Server) projectRoutes() {
 		if err := decodeBody(r, &body, s.cfg.MaxBodyBytes, false); err != nil {
 			return err
 		}
-		name, err := checkName(body.Name)
+		cmd, err := s.createCommand(body.Name, body.ProjectID, body.Path)
 		if err != nil {
 			return err
 		}
-		id, err := newProjectID(body.ProjectID)
-		if err != nil {
-			return err
-		}
-		if err := s.checkCreatePath(body.Path, id); err != nil {
-			return err
-		}
-		p, _, err := s.cfg.Client.CreateProject(r.Context(), actors.CreateProject{
-			ProjectID: id, Name: name, Temporary: body.Temporary.Value, Mode: actors.CreateOnce,
-		})
+		cmd.Temporary, cmd.Mode = body.Temporary.Value, actors.CreateOnce
+		p, _, err := s.cfg.Client.CreateProject(r.Context(), cmd)
 		if err != nil {
 			return err
 		}
@@ -212,25 +214,16 @@ func (s *Server) projectRoutes() {
 		if !body.Name.Set {
 			return newHTTPError(http.StatusBadRequest, "Invalid JSON: field \"name\" is required")
 		}
-		name, err := checkName(body.Name)
+		cmd, err := s.createCommand(body.Name, body.ProjectID, body.Path)
 		if err != nil {
 			return err
 		}
-		vars, err := checkVariables(body.Variables)
-		if err != nil {
-			return err
-		}
-		id, err := newProjectID(body.ProjectID)
-		if err != nil {
-			return err
-		}
-		if err := s.checkCreatePath(body.Path, id); err != nil {
+		if cmd.Variables, err = checkVariables(body.Variables); err != nil {
 			return err
 		}
 		// Idempotent, as GNS3 2.2: creating an open project returns it.
-		p, _, err := s.cfg.Client.CreateProject(r.Context(), actors.CreateProject{
-			ProjectID: id, Name: name, Variables: vars, Mode: actors.CreateOrGet,
-		})
+		cmd.Mode = actors.CreateOrGet
+		p, _, err := s.cfg.Client.CreateProject(r.Context(), cmd)
 		if err != nil {
 			return err
 		}

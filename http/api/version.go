@@ -8,7 +8,6 @@ import (
 	"github.com/julienschmidt/httprouter"
 
 	"labd/actors"
-	"labd/host"
 )
 
 type versionJSON struct {
@@ -55,11 +54,7 @@ func (s *Server) versionRoutes() {
 		return nil
 	})
 	s.route("GET", "/v2/compute/capabilities", func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) error {
-		mem, err := host.ReadMemory()
-		if err != nil {
-			return err
-		}
-		disk, err := host.DiskUsage(s.cfg.Client.ProjectsDir())
+		mem, disk, err := s.hostUsage()
 		if err != nil {
 			return err
 		}
