@@ -57,8 +57,8 @@ func decodeStrict(b []byte, v any) error {
 func describeJSONError(err error) string {
 	if te, ok := errors.AsType[*json.UnmarshalTypeError](err); ok {
 		where := "the body"
-		if te.Field != "" {
-			where = fmt.Sprintf("field %q", te.Field)
+		if f := memberPath(te.Field); f != "" {
+			where = fmt.Sprintf("field %q", f)
 		}
 		return fmt.Sprintf("%s must be %s, not %s", where, kindOf(te.Type), te.Value)
 	}
@@ -69,6 +69,20 @@ func describeJSONError(err error) string {
 		return "the JSON object is not complete"
 	}
 	return strings.TrimPrefix(err.Error(), "json: ")
+}
+
+// memberPath turns the path encoding/json reports into the client's
+// member names: encoding/json names an embedded struct by its Go type, and
+// GNS3's members are snake_case, so a segment with an upper-case letter is
+// such a type and is dropped.
+func memberPath(field string) string {
+	var out []string
+	for seg := range strings.SplitSeq(field, ".") {
+		if strings.ToLower(seg) == seg {
+			out = append(out, seg)
+		}
+	}
+	return strings.Join(out, ".")
 }
 
 func kindOf(t reflect.Type) string {

@@ -290,3 +290,19 @@ func md5hex(s string) string {
 	sum := md5.Sum([]byte(s))
 	return hex.EncodeToString(sum[:])
 }
+
+// Type errors name the member as the client wrote it.
+func TestTypeErrorsNameTheMember(t *testing.T) {
+	d := startDaemon(t, daemonOptions{})
+	for body, want := range map[string]string{
+		`{"name": "a", "auto_close": null}`: `field "auto_close" must be a boolean, not null`,
+		`{"name": "a", "scene_width": 1.5}`: `field "scene_width" must be an integer in range, not number 1.5`,
+		`{"name": 7}`:                       `field "name" must be a string, not number`,
+		`{"name": "a", "variables": "x"}`:   `field "variables" must be an array, not string`,
+	} {
+		msg := d.do("POST", "/v2/compute/projects", body).expect(t, 400, "").object(t)["message"]
+		if msg != "Invalid JSON: "+want {
+			t.Errorf("%s: message %q, want %q", body, msg, "Invalid JSON: "+want)
+		}
+	}
+}
