@@ -70,7 +70,7 @@ var servingLine = regexp.MustCompile(`msg="labd is serving" addr=(\S+)`)
 // until it serves.
 func startLabd(t *testing.T, dataDir string, extra ...string) *daemonProc {
 	t.Helper()
-	args := append([]string{"serve", "--data-dir", dataDir, "--port", "0", "--compute-id", "e2e"}, extra...)
+	args := append([]string{"serve", "--data-dir", dataDir, "--port", "0", "--compute-id", "e2e"}, extra...) // a later --compute-id wins
 	cmd := exec.Command(labdBinary(t), args...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -389,6 +389,48 @@ func TestFlagsAreValidated(t *testing.T) {
 		}
 		if !strings.Contains(string(out), "labd:") {
 			t.Fatalf("labd serve %v: no clear error: %s", args, out)
+		}
+	}
+}
+
+var natsURLLine = regexp.MustCompile(`msg="embedded NATS serves clients" url=(\S+)`)
+
+// --nats-listen serves the embedded NATS over TCP; a second daemon with
+// another compute id keeps its history there through --nats-url, and each
+// replays only its own subjects.
+func TestExternalNATSAndComputeIsolation(t *testing.T) {
+	a := startLabd(t, t.TempDir(), "--nats-listen", "127.0.0.1:0")
+	var natsURL string
+	for _, l := range a.log() {
+		if m := natsURLLine.FindStringSubmatch(l); m != nil {
+			natsURL = m[1]
+		}
+	}
+	if natsURL == "" {
+		t.Fatal("the embedded NATS did not log its client URL")
+	}
+	bDir := t.TempDir()
+	b := startLabd(t, bDir, "--nats-url", natsURL, "--compute-id", "other")
+	if s, body, err := call("POST", b.URL+"/v2/compute/projects", `{"name": "on b"}`); err != nil || s != 201 {
+		t.Fatalf("create on b: %d %s %v", s, body, err)
+	}
+	if s, body, err := call("POST", a.URL+"/v2/compute/projects", `{"name": "on a"}`); err != nil || s != 201 {
+		t.Fatalf("create on a: %d %s %v", s, body, err)
+	}
+	b.cmd.Process.Signal(syscall.SIGTERM)
+	if code := b.wait(30 * time.Second); code != 0 {
+		t.Fatalf("b exited %d", code)
+	}
+
+	b2 := startLabd(t, bDir, "--nats-url", natsURL, "--compute-id", "other")
+	for _, tc := range []struct {
+		d    *daemonProc
+		want string
+	}{{a, "on a"}, {b2, "on b"}} {
+		var list []map[string]any
+		getJSON(t, tc.d.URL+"/v2/compute/projects", &list)
+		if len(list) != 1 || list[0]["name"] != tc.want {
+			t.Fatalf("%s sees %v, want only %q", tc.d.URL, list, tc.want)
 		}
 	}
 }
