@@ -193,7 +193,7 @@ func (a *projectActor) create(c CreateProject) (createResult, error) {
 	// GNS3 wipes a project's tmp directory whenever it is opened.
 	err := os.MkdirAll(a.dir, 0o755)
 	if err == nil {
-		err = os.RemoveAll(filepath.Join(a.dir, "tmp"))
+		err = os.RemoveAll(filepath.Join(a.dir, tmpDir))
 	}
 	if err != nil {
 		return createResult{}, a.effectFailed("create the project directory", err)
@@ -218,8 +218,7 @@ func (a *projectActor) update(c UpdateProject) (*replay.Project, error) {
 	if c.Variables != nil {
 		next.Variables = *c.Variables
 	}
-	if next.Name == a.state.Name && next.Temporary == a.state.Temporary && slices.EqualFunc(next.Variables, a.state.Variables, sameVariable) &&
-		(next.Variables == nil) == (a.state.Variables == nil) {
+	if next.Name == a.state.Name && next.Temporary == a.state.Temporary && sameVariables(next.Variables, a.state.Variables) {
 		return a.state, nil // nothing changes: nothing to record
 	}
 	if err := a.commit(next); err != nil {
@@ -228,11 +227,12 @@ func (a *projectActor) update(c UpdateProject) (*replay.Project, error) {
 	return a.state, nil
 }
 
-func sameVariable(x, y events.Variable) bool {
-	if x.Name != y.Name || (x.Value == nil) != (y.Value == nil) {
-		return false
-	}
-	return x.Value == nil || *x.Value == *y.Value
+// sameVariables compares two variable lists, telling none (null) from an
+// empty list and an absent value from an empty one, as GNS3 does.
+func sameVariables(a, b []events.Variable) bool {
+	return (a == nil) == (b == nil) && slices.EqualFunc(a, b, func(x, y events.Variable) bool {
+		return x.Name == y.Name && (x.Value == nil) == (y.Value == nil) && (x.Value == nil || *x.Value == *y.Value)
+	})
 }
 
 // close closes (or deletes) the project.
@@ -252,7 +252,7 @@ func (a *projectActor) close(deleting bool) error {
 	for _, p := range held {
 		a.cfg.UDPPorts.Release(p)
 	}
-	target, effect := filepath.Join(a.dir, "tmp"), "remove the project's tmp directory"
+	target, effect := filepath.Join(a.dir, tmpDir), "remove the project's tmp directory"
 	if deleting || temporary {
 		target, effect = a.dir, "remove the project directory"
 	}

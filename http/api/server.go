@@ -155,7 +155,11 @@ func (s *Server) route(method, template string, h handler) {
 				s.writeError(rw, r, err)
 			}
 		}
-		s.log.Debug("request", "method", r.Method, "path", r.URL.Path, "route", template, "status", rw.status, "duration", time.Since(start))
+		// Checked first: the arguments would cost allocations on every
+		// request even with debug logging off.
+		if s.log.Enabled(r.Context(), slog.LevelDebug) {
+			s.log.Debug("request", "method", r.Method, "path", r.URL.Path, "route", template, "status", rw.status, "duration", time.Since(start))
+		}
 	})
 }
 
