@@ -37,6 +37,18 @@ var payloads = map[Type]payload{
 	TypeUDPPortAllocated: payloadOf[UDPPortAllocated](1),
 	TypeFileWritten:      payloadOf[FileWritten](1),
 	TypeEffectFailed:     payloadOf[EffectFailed](1),
+	TypeNodeCreated:      payloadOf[NodeCreated](1),
+	TypeNodeUpdated:      payloadOf[NodeUpdated](1),
+	TypeNodeStarted:      payloadOf[NodeStarted](1),
+	TypeNodeStopped:      payloadOf[NodeStopped](1),
+	TypeNodeStartFailed:  payloadOf[NodeStartFailed](1),
+	TypeNodeDeleted:      payloadOf[NodeDeleted](1),
+	TypeNodeClosed:       payloadOf[NodeClosed](1),
+	TypeNIOAdded:         payloadOf[NIOAdded](1),
+	TypeNIOUpdated:       payloadOf[NIOUpdated](1),
+	TypeNIORemoved:       payloadOf[NIORemoved](1),
+	TypeCaptureStarted:   payloadOf[CaptureStarted](1),
+	TypeCaptureStopped:   payloadOf[CaptureStopped](1),
 }
 
 func payloadOf[T Data](schema int) payload {

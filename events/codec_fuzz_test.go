@@ -19,6 +19,7 @@ const (
 // codec without a sample here fails TestCodecRoundTripsEveryType.
 func samples() map[events.Type]events.Data {
 	value := "10.0.0.1"
+	exitCode := 139
 	empty := ""
 	return map[events.Type]events.Data{
 		events.TypeProjectCreated: events.ProjectCreated{Name: "lab", Temporary: true,
@@ -29,6 +30,20 @@ func samples() map[events.Type]events.Data {
 		events.TypeUDPPortAllocated: events.UDPPortAllocated{Port: 20001},
 		events.TypeFileWritten:      events.FileWritten{Path: "configs/r1.cfg", Size: 12, MD5Sum: "ad0234829205b9033196ba818f7a872b"},
 		events.TypeEffectFailed:     events.EffectFailed{Effect: "create the project directory", Error: "mkdir: permission denied"},
+		events.TypeNodeCreated:      events.NodeCreated{Kind: "vpcs", Name: "PC1", Console: 5000, ConsoleType: "telnet", MACID: 3},
+		events.TypeNodeUpdated:      events.NodeUpdated{Name: "PC2", Console: 5001, ConsoleType: "none"},
+		events.TypeNodeStarted: events.NodeStarted{PID: 4242, ProcStart: 987654, CommandLine: "vpcs -p 5001 -m 0",
+			InternalConsole: 40001, Tunnels: []events.Tunnel{{Adapter: 0, Port: 0, NodePort: 20002, BridgePort: 20003}}},
+		events.TypeNodeStopped:     events.NodeStopped{Reason: events.StopExited, ExitCode: &exitCode, Message: "segfault"},
+		events.TypeNodeStartFailed: events.NodeStartFailed{Error: "vpcs: not found"},
+		events.TypeNodeDeleted:     events.NodeDeleted{},
+		events.TypeNodeClosed:      events.NodeClosed{},
+		events.TypeNIOAdded: events.NIOAdded{Adapter: 0, Port: 0, NIO: events.NIO{Type: "nio_udp", LPort: 20000, RHost: "127.0.0.1", RPort: 20001,
+			Filters: map[string][]any{"delay": {100.0, 10.0}, "bpf": {"icmp"}}, Suspend: true}},
+		events.TypeNIOUpdated:     events.NIOUpdated{Adapter: 1, Port: 0, NIO: events.NIO{Type: "nio_udp", LPort: 20000, RHost: "localhost", RPort: 20001}},
+		events.TypeNIORemoved:     events.NIORemoved{Adapter: 0, Port: 0},
+		events.TypeCaptureStarted: events.CaptureStarted{Adapter: 0, Port: 0, File: "PC1_to_PC2.pcap", LinkType: "DLT_EN10MB"},
+		events.TypeCaptureStopped: events.CaptureStopped{Adapter: 0, Port: 0},
 	}
 }
 

@@ -1,0 +1,170 @@
+package events
+
+// The event types of the node aggregate (subject NodeSubject).
+const (
+	TypeNodeCreated     Type = "node.created"
+	TypeNodeUpdated     Type = "node.updated"
+	TypeNodeStarted     Type = "node.started"
+	TypeNodeStopped     Type = "node.stopped"
+	TypeNodeStartFailed Type = "node.start_failed"
+	TypeNodeDeleted     Type = "node.deleted"
+	TypeNodeClosed      Type = "node.closed"
+	TypeNIOAdded        Type = "node.nio_added"
+	TypeNIOUpdated      Type = "node.nio_updated"
+	TypeNIORemoved      Type = "node.nio_removed"
+	TypeCaptureStarted  Type = "node.capture_started"
+	TypeCaptureStopped  Type = "node.capture_stopped"
+)
+
+// NodeCreated creates a node in an open project: the first event of a node
+// aggregate, or the first after it was deleted or closed.
+type NodeCreated struct {
+	// Kind is the node type in GNS3's words ("vpcs").
+	Kind string `json:"kind"`
+	Name string `json:"name"`
+	// Console is the public console port, 0 when the node has none.
+	Console     int    `json:"console"`
+	ConsoleType string `json:"console_type"`
+	// MACID is the VPCS MAC offset (-m): unique among a project's VPCS.
+	MACID int `json:"mac_id"`
+}
+
+// NodeUpdated carries the new values of every mutable node field.
+type NodeUpdated struct {
+	Name        string `json:"name"`
+	Console     int    `json:"console"`
+	ConsoleType string `json:"console_type"`
+}
+
+// Tunnel is the local UDP tunnel between one node port and labd's bridge.
+type Tunnel struct {
+	Adapter int `json:"adapter"`
+	Port    int `json:"port"`
+	// NodePort is the node's own UDP port, BridgePort labd's end; both on
+	// 127.0.0.1 and held from the UDP pool while the node runs.
+	NodePort   int `json:"node_port"`
+	BridgePort int `json:"bridge_port"`
+}
+
+// NodeStarted records a running node process: what is needed to recognise
+// it again (pid and start time) and the ports it holds while it runs.
+type NodeStarted struct {
+	PID int `json:"pid"`
+	// ProcStart is the process start time in clock ticks since boot
+	// (/proc/<pid>/stat field 22): with the pid, it names one process.
+	ProcStart       uint64   `json:"proc_start"`
+	CommandLine     string   `json:"command_line"`
+	InternalConsole int      `json:"internal_console"`
+	Tunnels         []Tunnel `json:"tunnels"`
+}
+
+// Why a node stopped.
+const (
+	StopRequested = "requested" // a stop, reload or delete request
+	StopExited    = "exited"    // the process ended without being asked
+	StopRestarted = "labd_restarted"
+	StopShutdown  = "labd_shutdown"
+)
+
+// NodeStopped records that a node's process is gone.
+type NodeStopped struct {
+	Reason string `json:"reason"`
+	// ExitCode is the process's exit status, -1 when it was killed by a
+	// signal, absent when unknown.
+	ExitCode *int `json:"exit_code,omitempty"`
+	// Message explains an unexpected stop: the end of the node's log.
+	Message string `json:"message,omitempty"`
+}
+
+// NodeStartFailed records a start that did not produce a running node.
+type NodeStartFailed struct {
+	Error string `json:"error"`
+}
+
+// NodeDeleted deletes a node and its directory.
+type NodeDeleted struct{}
+
+// NodeClosed closes a node because its project closed; its files stay.
+type NodeClosed struct{}
+
+// NIO is a link end attached to a node port. Only UDP NIOs exist in labd.
+type NIO struct {
+	Type  string `json:"type"`
+	LPort int    `json:"lport"`
+	RHost string `json:"rhost"`
+	RPort int    `json:"rport"`
+	// Filters is the normalised link filter object (see nio.ParseFilters).
+	Filters map[string][]any `json:"filters,omitempty"`
+	Suspend bool             `json:"suspend,omitempty"`
+}
+
+// NIOAdded attaches a NIO to a free node port.
+type NIOAdded struct {
+	Adapter int `json:"adapter"`
+	Port    int `json:"port"`
+	NIO     NIO `json:"nio"`
+}
+
+// NIOUpdated replaces the NIO of a port (new filters, suspend).
+type NIOUpdated struct {
+	Adapter int `json:"adapter"`
+	Port    int `json:"port"`
+	NIO     NIO `json:"nio"`
+}
+
+// NIORemoved detaches the NIO of a port, and stops its capture.
+type NIORemoved struct {
+	Adapter int `json:"adapter"`
+	Port    int `json:"port"`
+}
+
+// CaptureStarted starts a packet capture on a linked port. File is the
+// capture file's name inside the project's captures directory.
+type CaptureStarted struct {
+	Adapter  int    `json:"adapter"`
+	Port     int    `json:"port"`
+	File     string `json:"file"`
+	LinkType string `json:"link_type"`
+}
+
+// CaptureStopped stops the capture of a port.
+type CaptureStopped struct {
+	Adapter int `json:"adapter"`
+	Port    int `json:"port"`
+}
+
+// EventType implements Data.
+func (NodeCreated) EventType() Type { return TypeNodeCreated }
+
+// EventType implements Data.
+func (NodeUpdated) EventType() Type { return TypeNodeUpdated }
+
+// EventType implements Data.
+func (NodeStarted) EventType() Type { return TypeNodeStarted }
+
+// EventType implements Data.
+func (NodeStopped) EventType() Type { return TypeNodeStopped }
+
+// EventType implements Data.
+func (NodeStartFailed) EventType() Type { return TypeNodeStartFailed }
+
+// EventType implements Data.
+func (NodeDeleted) EventType() Type { return TypeNodeDeleted }
+
+// EventType implements Data.
+func (NodeClosed) EventType() Type { return TypeNodeClosed }
+
+// EventType implements Data.
+func (NIOAdded) EventType() Type { return TypeNIOAdded }
+
+// EventType implements Data.
+func (NIOUpdated) EventType() Type { return TypeNIOUpdated }
+
+// EventType implements Data.
+func (NIORemoved) EventType() Type { return TypeNIORemoved }
+
+// EventType implements Data.
+func (CaptureStarted) EventType() Type { return TypeCaptureStarted }
+
+// EventType implements Data.
+func (CaptureStopped) EventType() Type { return TypeCaptureStopped }
