@@ -43,9 +43,13 @@ func start(t *testing.T, env *jstest.Env) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
+	consoles, err := nio.NewPool("tcp", "127.0.0.1", nio.PortRange{First: 50000, Last: 50999})
+	if err != nil {
+		t.Fatal(err)
+	}
 	dir := t.TempDir()
 	c, err := actors.Start(actors.Config{
-		ComputeID: compute, Store: env.Store, ProjectsDir: filepath.Join(dir, "projects"), UDPPorts: pool,
+		ComputeID: compute, Store: env.Store, ProjectsDir: filepath.Join(dir, "projects"), UDPPorts: pool, ConsolePorts: consoles,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), StoreTimeout: 2 * time.Second,
 	}, st)
 	if err != nil {

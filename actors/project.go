@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
+	"sync/atomic"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/google/uuid"
@@ -117,34 +119,167 @@ type projectActor struct {
 	// passivating: the project is no longer open and the registry has been
 	// told; requests are bounced back to it.
 	passivating bool
+
+	// initialNodes are the nodes to spawn actors for when the actor starts;
+	// nodeTombs are node aggregates with history and no actor (deleted or
+	// closed), kept for the version their next creation expects.
+	initialNodes []*replay.Node
+	nodeTombs    map[string]*replay.Node
+	sys          *actor.ActorSystem
 }
 
-func newProjectActor(cfg *Config, id string, e *entry, restarted bool) *projectActor {
-	return &projectActor{
-		cfg:     cfg,
-		id:      id,
-		subject: events.ProjectSubject(cfg.ComputeID, id),
-		dir:     filepath.Join(cfg.ProjectsDir, id),
-		entry:   e,
-		log:     cfg.Logger.With("project_id", id),
-		state:   e.snap.Load(),
-		stale:   restarted,
+func newProjectActor(cfg *Config, id string, e *entry, nodes []*replay.Node, restarted bool) *projectActor {
+	a := &projectActor{
+		cfg:       cfg,
+		id:        id,
+		subject:   events.ProjectSubject(cfg.ComputeID, id),
+		dir:       filepath.Join(cfg.ProjectsDir, id),
+		entry:     e,
+		log:       cfg.Logger.With("project_id", id),
+		state:     e.snap.Load(),
+		stale:     restarted,
+		nodeTombs: map[string]*replay.Node{},
 	}
+	if restarted {
+		// The previous incarnation's node actors stopped with it: start
+		// them again from their snapshots.
+		for _, ne := range e.nodes.all() {
+			nodes = append(nodes, ne.snap.Load())
+		}
+	}
+	a.initialNodes = nodes
+	return a
 }
 
 func (a *projectActor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		a.sys = ctx.ActorSystem()
+		for _, n := range a.initialNodes {
+			if n.Exists() {
+				a.spawnNode(ctx, n.ID, n)
+			} else {
+				a.nodeTombs[n.ID] = n
+			}
+		}
+		a.initialNodes = nil
 	case *request:
 		if a.passivating {
 			ctx.Send(ctx.Parent(), m)
 			return
 		}
+		if _, ok := m.cmd.(NodeCommand); ok {
+			a.routeNode(ctx, m)
+			return
+		}
 		a.serve(m)
 		if !a.state.IsOpen() {
 			a.passivating = true
-			ctx.Send(ctx.Parent(), &passivate{id: a.id, pid: ctx.Self(), state: a.state})
+			ctx.Send(ctx.Parent(), &passivate{id: a.id, pid: ctx.Self(), state: a.state, nodes: maps.Clone(a.nodeTombs)})
+		}
+	case *nodeGone:
+		if a.entry.nodes.remove(m.id, m.pid) {
+			if m.state != nil {
+				a.nodeTombs[m.id] = m.state
+			}
+			ctx.Poison(m.pid)
 		}
 	}
+}
+
+// routeNode forwards a node command to the node's actor, spawning it for a
+// creation.
+func (a *projectActor) routeNode(ctx actor.Context, req *request) {
+	if !a.state.IsOpen() {
+		req.respond(nil, a.notFound())
+		return
+	}
+	cmd := req.cmd.(NodeCommand)
+	id := cmd.nodeID()
+	switch c := cmd.(type) {
+	case CreateNode:
+		if e := a.entry.nodes.get(id); e != nil {
+			ctx.Send(e.pid, req)
+			return
+		}
+		c.macID = a.freeMACID()
+		req.cmd = c
+		tomb := a.nodeTombs[id]
+		delete(a.nodeTombs, id)
+		ctx.Send(a.spawnNode(ctx, id, tomb), req)
+		return
+	case DuplicateNode:
+		src, dst := a.entry.nodes.get(id), a.entry.nodes.get(c.Destination)
+		switch {
+		case src == nil || !src.snap.Load().Exists():
+			req.respond(nil, NotFound("Node ID %s doesn't exist", id))
+		case dst == nil || !dst.snap.Load().Exists():
+			req.respond(nil, NotFound("Node ID %s doesn't exist", c.Destination))
+		default:
+			s := src.snap.Load()
+			req.cmd = copyInto{NodeRef: NodeRef{ProjectID: a.id, NodeID: c.Destination}, from: nodeDir(a.cfg, a.id, s.Kind, s.ID)}
+			ctx.Send(dst.pid, req)
+		}
+		return
+	}
+	if e := a.entry.nodes.get(id); e != nil {
+		ctx.Send(e.pid, req)
+		return
+	}
+	req.respond(nil, NotFound("Node ID %s doesn't exist", id))
+}
+
+// freeMACID returns the lowest VPCS MAC offset no node of the project uses.
+func (a *projectActor) freeMACID() int {
+	used := map[int]bool{}
+	for _, e := range a.entry.nodes.all() {
+		if n := e.snap.Load(); n.Exists() && n.Kind == KindVPCS {
+			used[n.MACID] = true
+		}
+	}
+	id := 0
+	for used[id] {
+		id++
+	}
+	return id
+}
+
+// spawnNode starts the actor of node id from state n (nil: no history).
+func (a *projectActor) spawnNode(ctx actor.Context, id string, n *replay.Node) *actor.PID {
+	e := &nodeEntry{}
+	e.snap.Store(n)
+	var incarnations atomic.Int32
+	ref := NodeRef{ProjectID: a.id, NodeID: id}
+	props := actor.PropsFromProducer(func() actor.Actor {
+		return newNodeActor(a.cfg, ref, e, incarnations.Add(1) > 1)
+	})
+	e.pid = ctx.SpawnPrefix(props, "node-"+id+"-")
+	a.entry.nodes.put(id, e)
+	return e.pid
+}
+
+// closeNodes closes every node of the project, one after the other: each
+// stops its process and records node.closed.
+func (a *projectActor) closeNodes() error {
+	for _, e := range a.entry.nodes.all() {
+		n := e.snap.Load()
+		if !n.Exists() {
+			continue
+		}
+		req := &request{ctx: context.Background(), cmd: closeNode{NodeRef{ProjectID: a.id, NodeID: n.ID}}, reply: make(chan result, 1)}
+		a.sys.Root.Send(e.pid, req)
+		r := <-req.reply
+		if r.err != nil {
+			return fmt.Errorf("close node %s: %w", n.ID, r.err)
+		}
+		// The actor stops with the project's; its nodeGone comes too late
+		// to matter.
+		a.entry.nodes.remove(n.ID, e.pid)
+		if closed, _ := r.val.(*replay.Node); closed != nil {
+			a.nodeTombs[n.ID] = closed
+		}
+	}
+	return nil
 }
 
 func (a *projectActor) serve(req *request) {
@@ -239,6 +374,9 @@ func sameVariables(a, b []events.Variable) bool {
 func (a *projectActor) close(deleting bool) error {
 	if !a.state.IsOpen() {
 		return a.notFound()
+	}
+	if err := a.closeNodes(); err != nil {
+		return err
 	}
 	held := a.state.UDPPorts
 	temporary := a.state.Temporary

@@ -17,7 +17,7 @@ type registry struct {
 	initial *replay.State // consumed by the first Started
 	// tombstones are aggregates with history but no actor: closed or
 	// deleted projects, kept for the version their next creation expects.
-	tombstones map[string]*replay.Project
+	tombstones map[string]tomb
 	ready      chan struct{} // closed once the initial state is spawned
 	stopped    chan struct{}
 }
@@ -30,6 +30,13 @@ type passivate struct {
 	id    string
 	pid   *actor.PID
 	state *replay.Project
+	nodes map[string]*replay.Node
+}
+
+// tomb is a project aggregate with history and no actor, with its nodes.
+type tomb struct {
+	project *replay.Project
+	nodes   []*replay.Node
 }
 
 func (r *registry) Receive(ctx actor.Context) {
@@ -39,9 +46,9 @@ func (r *registry) Receive(ctx actor.Context) {
 			r.initial = nil
 			for id, p := range st.Projects {
 				if p.IsOpen() {
-					r.spawn(ctx, id, p)
+					r.spawn(ctx, id, p, st.ProjectNodes(id))
 				} else {
-					r.tombstones[id] = p
+					r.tombstones[id] = tomb{p, st.ProjectNodes(id)}
 				}
 			}
 			close(r.ready)
@@ -51,7 +58,11 @@ func (r *registry) Receive(ctx actor.Context) {
 	case *passivate:
 		if r.dir.remove(m.id, m.pid) {
 			if m.state != nil {
-				r.tombstones[m.id] = m.state
+				t := tomb{project: m.state}
+				for _, n := range m.nodes {
+					t.nodes = append(t.nodes, n)
+				}
+				r.tombstones[m.id] = t
 			}
 			ctx.Poison(m.pid)
 		}
@@ -67,23 +78,23 @@ func (r *registry) route(ctx actor.Context, req *request) {
 		return
 	}
 	if _, ok := req.cmd.(CreateProject); ok {
-		tomb := r.tombstones[id]
+		t := r.tombstones[id]
 		delete(r.tombstones, id)
-		ctx.Send(r.spawn(ctx, id, tomb), req)
+		ctx.Send(r.spawn(ctx, id, t.project, t.nodes), req)
 		return
 	}
 	req.respond(nil, NotFound("Project ID %s doesn't exist", id))
 }
 
 // spawn starts the actor of project id from state p (nil: no history).
-func (r *registry) spawn(ctx actor.Context, id string, p *replay.Project) *actor.PID {
+func (r *registry) spawn(ctx actor.Context, id string, p *replay.Project, nodes []*replay.Node) *actor.PID {
 	e := &entry{}
 	e.snap.Store(p)
 	var incarnations atomic.Int32
 	props := actor.PropsFromProducer(func() actor.Actor {
 		// A restarted actor is a new struct: it starts stale and re-folds
 		// its aggregate from the store before its next command.
-		return newProjectActor(r.cfg, id, e, incarnations.Add(1) > 1)
+		return newProjectActor(r.cfg, id, e, nodes, incarnations.Add(1) > 1)
 	})
 	// Names are unique because an id has at most one entry at a time and a
 	// passivated actor's name is freed when it stops; SpawnPrefix keeps

@@ -32,6 +32,18 @@ type Config struct {
 	ProjectsDir string
 	// UDPPorts is the pool of UDP tunnel ports.
 	UDPPorts *nio.Pool
+	// ConsolePorts is the pool of node console ports (TCP).
+	ConsolePorts *nio.Pool
+	// Host is the address node consoles and link (NIO) ports are bound
+	// to; empty means 127.0.0.1.
+	Host string
+	// VPCSPath is the VPCS program, a name looked up in PATH or a path;
+	// empty means "vpcs".
+	VPCSPath string
+	// Plane joins the bridges of links whose two ends are nodes of this
+	// daemon, so their frames do not cross loopback twice; nil means a
+	// plane of its own.
+	Plane *nio.Plane
 	// Logger receives the actors' logs, and protoactor's.
 	Logger *slog.Logger
 	// Now is the clock events are stamped with; nil means time.Now.
@@ -57,9 +69,19 @@ type Client struct {
 // Start spawns the actor tree on the folded state of the compute: one
 // actor per open project, holding its ports.
 func Start(cfg Config, st *replay.State) (*Client, error) {
-	if cfg.ComputeID == "" || cfg.Store == nil || cfg.ProjectsDir == "" || cfg.UDPPorts == nil || cfg.Logger == nil {
-		return nil, errors.New("actors: Config needs ComputeID, Store, ProjectsDir, UDPPorts and Logger")
+	if cfg.ComputeID == "" || cfg.Store == nil || cfg.ProjectsDir == "" || cfg.UDPPorts == nil || cfg.ConsolePorts == nil || cfg.Logger == nil {
+		return nil, errors.New("actors: Config needs ComputeID, Store, ProjectsDir, UDPPorts, ConsolePorts and Logger")
 	}
+	if cfg.Host == "" {
+		cfg.Host = "127.0.0.1"
+	}
+	if cfg.VPCSPath == "" {
+		cfg.VPCSPath = "vpcs"
+	}
+	if cfg.Plane == nil {
+		cfg.Plane = nio.NewPlane()
+	}
+
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -69,11 +91,17 @@ func Start(cfg Config, st *replay.State) (*Client, error) {
 	if st == nil {
 		st = replay.New()
 	}
-	for _, p := range st.Projects {
-		for _, port := range p.UDPPorts {
-			if err := cfg.UDPPorts.Reserve(port); err != nil {
-				return nil, fmt.Errorf("actors: restoring project %s: %w", p.ID, err)
-			}
+	// Every port the history holds is held again: project ports, the
+	// tunnels of nodes recorded as running (released when they are
+	// reconciled), console ports.
+	for _, port := range st.UDPPorts() {
+		if err := cfg.UDPPorts.Reserve(port); err != nil {
+			return nil, fmt.Errorf("actors: restoring UDP port %d: %w", port, err)
+		}
+	}
+	for _, port := range st.ConsolePorts() {
+		if err := cfg.ConsolePorts.Reserve(port); err != nil {
+			cfg.Logger.Warn("a console port of the history is taken; the node gets another at its next start", "port", port, "err", err)
 		}
 	}
 	logger := cfg.Logger
@@ -82,7 +110,7 @@ func Start(cfg Config, st *replay.State) (*Client, error) {
 	}))
 	c := &Client{cfg: &cfg, sys: sys, dir: newDirectory(), stopped: make(chan struct{})}
 	ready := make(chan struct{})
-	reg := &registry{cfg: c.cfg, dir: c.dir, initial: st, tombstones: map[string]*replay.Project{}, ready: ready, stopped: c.stopped}
+	reg := &registry{cfg: c.cfg, dir: c.dir, initial: st, tombstones: map[string]tomb{}, ready: ready, stopped: c.stopped}
 	props := actor.PropsFromProducer(func() actor.Actor { return reg },
 		// The registry's state is a map it updates in single steps; a panic
 		// in one message leaves it whole, so it resumes rather than
@@ -189,8 +217,9 @@ func (r *request) recoverAndRespond(log *slog.Logger) {
 
 // entry is what the directory knows of one served project.
 type entry struct {
-	pid  *actor.PID
-	snap atomic.Pointer[replay.Project]
+	pid   *actor.PID
+	snap  atomic.Pointer[replay.Project]
+	nodes nodeTable
 }
 
 // directory maps project ids to their actors and snapshots. The registry
@@ -263,6 +292,10 @@ func (c *Client) ProjectDir(id string) string { return filepath.Join(c.cfg.Proje
 
 // UDPPortRange returns the range UDP tunnel ports are allocated from.
 func (c *Client) UDPPortRange() nio.PortRange { return c.cfg.UDPPorts.Range() }
+
+// ConsolePortsInUse returns the console ports currently allocated,
+// ascending.
+func (c *Client) ConsolePortsInUse() []int { return c.cfg.ConsolePorts.Used() }
 
 // UDPPortsInUse returns the UDP ports currently allocated, ascending.
 func (c *Client) UDPPortsInUse() []int { return c.cfg.UDPPorts.Used() }

@@ -17,12 +17,16 @@ var allowedImports = map[string][]string{
 	"labd/events/jetstream":        {"labd/events"},
 	"labd/events/jetstream/jstest": {"labd/events/jetstream"},
 	"labd/nio":                     nil,
+	"labd/nio/pcap":                nil,
+	"labd/actors/console":          nil,
+	"labd/actors/vpcs":             nil,
 	"labd/host":                    nil,
 	"labd/replay":                  {"labd/events"},
-	"labd/actors":                  {"labd/events", "labd/replay", "labd/nio"},
+	"labd/actors":                  {"labd/events", "labd/replay", "labd/nio", "labd/nio/pcap", "labd/actors/console", "labd/actors/vpcs"},
 	"labd/http/notify":             {"labd/events", "labd/replay"},
-	"labd/http/api":                {"labd/actors", "labd/http/notify", "labd/events", "labd/replay", "labd/nio", "labd/host"},
-	"labd/cmd/labd":                {"*"},
+	"labd/http/api": {"labd/actors", "labd/actors/vpcs", "labd/http/notify", "labd/events", "labd/replay", "labd/nio",
+		"labd/nio/pcap", "labd/host"},
+	"labd/cmd/labd": {"*"},
 }
 
 func TestImportsFlowOneWay(t *testing.T) {

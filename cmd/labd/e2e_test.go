@@ -70,7 +70,11 @@ var servingLine = regexp.MustCompile(`msg="labd is serving" addr=(\S+)`)
 // until it serves.
 func startLabd(t *testing.T, dataDir string, extra ...string) *daemonProc {
 	t.Helper()
-	args := append([]string{"serve", "--data-dir", dataDir, "--port", "0", "--compute-id", "e2e"}, extra...) // a later --compute-id wins
+	// Ranges of their own, so that nodes of daemons of other test packages
+	// running at the same time do not race for the same ports; a later flag
+	// wins.
+	args := append([]string{"serve", "--data-dir", dataDir, "--port", "0", "--compute-id", "e2e",
+		"--console-port-range", "15000-15999", "--udp-port-range", "16000-16999"}, extra...)
 	cmd := exec.Command(labdBinary(t), args...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -98,9 +102,12 @@ func startLabd(t *testing.T, dataDir string, extra ...string) *daemonProc {
 		close(p.done)
 	}()
 	t.Cleanup(func() {
+		// A graceful stop first: labd stops its nodes' processes, which
+		// run in sessions of their own and would outlive a SIGKILL.
+		cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-p.done:
-		default:
+		case <-time.After(30 * time.Second):
 			cmd.Process.Kill()
 			<-p.done
 		}

@@ -45,6 +45,7 @@ type serveConfig struct {
 	logLevel           slog.Level
 	allowServerControl bool
 	shutdownTimeout    time.Duration
+	vpcsPath           string
 }
 
 func parseServeFlags(args []string) (serveConfig, error) {
@@ -67,6 +68,7 @@ func parseServeFlags(args []string) (serveConfig, error) {
 	fs.StringVar(&udpRange, "udp-port-range", "20000-30000", "UDP ports for link tunnels")
 	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.BoolVar(&c.allowServerControl, "allow-server-control", false, "allow POST /v1/server/shutdown and /v1/config/reload")
+	fs.StringVar(&c.vpcsPath, "vpcs-path", "vpcs", "the VPCS program (a name looked up in PATH, or a path)")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long a graceful shutdown waits for in-flight requests")
 	if err := fs.Parse(args); err != nil {
 		return c, errUsage
@@ -146,12 +148,19 @@ func serve(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	consolePool, err := nio.NewPool("tcp", c.host, c.consolePorts)
+	if err != nil {
+		return err
+	}
 	client, err := actors.Start(actors.Config{
-		ComputeID:   c.computeID,
-		Store:       store,
-		ProjectsDir: projectsDir,
-		UDPPorts:    udpPool,
-		Logger:      log.With("component", "actors"),
+		ComputeID:    c.computeID,
+		Store:        store,
+		ProjectsDir:  projectsDir,
+		UDPPorts:     udpPool,
+		ConsolePorts: consolePool,
+		Host:         c.host,
+		VPCSPath:     c.vpcsPath,
+		Logger:       log.With("component", "actors"),
 	}, state)
 	if err != nil {
 		return err
@@ -165,6 +174,7 @@ func serve(ctx context.Context, args []string) error {
 		Logger:             log.With("component", "api"),
 		Version:            c.gns3Version,
 		ConsolePorts:       c.consolePorts,
+		ConsolePortsInUse:  client.ConsolePortsInUse,
 		AllowServerControl: c.allowServerControl,
 		Shutdown:           requestStop,
 		Reload: func() error {

@@ -47,6 +47,8 @@ type daemon struct {
 
 type daemonOptions struct {
 	udpPorts           nio.PortRange
+	consolePorts       nio.PortRange
+	vpcsPath           string // empty: vpcs from PATH
 	allowServerControl bool
 	hubRing, hubBuffer int
 	maxBodyBytes       int64
@@ -63,6 +65,9 @@ func startDaemon(t testing.TB, o daemonOptions) *daemon {
 	t.Helper()
 	if o.udpPorts == (nio.PortRange{}) {
 		o.udpPorts = nio.PortRange{First: 20000, Last: 30000}
+	}
+	if o.consolePorts == (nio.PortRange{}) {
+		o.consolePorts = nio.PortRange{First: 5000, Last: 10000}
 	}
 	if o.computeID == "" {
 		o.computeID = "test"
@@ -89,12 +94,16 @@ func startDaemon(t testing.TB, o daemonOptions) *daemon {
 	if err != nil {
 		t.Fatal(err)
 	}
+	consoles, err := nio.NewPool("tcp", "127.0.0.1", o.consolePorts)
+	if err != nil {
+		t.Fatal(err)
+	}
 	projects := filepath.Join(dataDir, "projects")
 	if err := os.MkdirAll(projects, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	client, err := actors.Start(actors.Config{
-		ComputeID: o.computeID, Store: env.Store, ProjectsDir: projects, UDPPorts: pool, Logger: log,
+		ComputeID: o.computeID, Store: env.Store, ProjectsDir: projects, UDPPorts: pool, ConsolePorts: consoles, VPCSPath: o.vpcsPath, Logger: log,
 	}, state)
 	if err != nil {
 		t.Fatal(err)
@@ -102,7 +111,8 @@ func startDaemon(t testing.TB, o daemonOptions) *daemon {
 	d := &daemon{t: t, Env: env, Client: client, Hub: hub, DataDir: dataDir}
 	d.Server = api.New(api.Config{
 		Client: client, Hub: hub, Logger: log, Version: testVersion,
-		ConsolePorts:       nio.PortRange{First: 5000, Last: 10000},
+		ConsolePorts:       o.consolePorts,
+		ConsolePortsInUse:  client.ConsolePortsInUse,
 		AllowServerControl: o.allowServerControl,
 		Shutdown:           func() { d.mu.Lock(); d.shutdown++; d.mu.Unlock() },
 		MaxBodyBytes:       o.maxBodyBytes,

@@ -205,8 +205,10 @@ func (s *Server) feed(ctx context.Context, sub *notify.Sub, v apiVersion, idle t
 	send func(notification) error, ended func(notify.Item) bool) (why, err error) {
 	var last uint64
 	deliver := func(it notify.Item) (bool, error) {
-		if err := send(s.render(it, v)); err != nil {
-			return true, err
+		for _, n := range s.render(it, v) {
+			if err := send(n); err != nil {
+				return true, err
+			}
 		}
 		last = it.Seq
 		return ended != nil && ended(it), nil
@@ -259,40 +261,104 @@ func (s *Server) ping() notification {
 	return notification{Action: "ping", Event: ev}
 }
 
-// render turns an event into its notification. GNS3 defines no
+// render turns an event into its notifications. GNS3 defines no
 // notification for labd's project lifecycle, and GNS3 controllers forward
 // compute notifications they do not know to their GUIs, which act on
 // "project.updated" and "project.closed" as controller events: labd's own
 // actions are therefore namespaced "labd.", which GNS3 clients ignore.
-func (s *Server) render(it notify.Item, v apiVersion) notification {
+// Node events become GNS3's own: vm.* in v1, node.updated / node.deleted
+// in v2, and log.error when a node's process died.
+func (s *Server) render(it notify.Item, v apiVersion) []notification {
 	n := notification{ProjectID: it.ProjectID, Sequence: it.Seq}
+	one := func(action string, ev any) []notification {
+		n.Action, n.Event = action, ev
+		return []notification{n}
+	}
 	project := func(p *replay.Project) any {
 		if v == v1 {
 			return s.v1Project(p)
 		}
 		return v2Project(p)
 	}
+	if it.Node != nil {
+		return s.renderNode(it, n, v)
+	}
 	switch d := it.Data.(type) {
 	case events.ProjectCreated:
-		n.Action, n.Event = "labd.project.created", project(it.Project)
+		return one("labd.project.created", project(it.Project))
 	case events.ProjectUpdated:
-		n.Action, n.Event = "labd.project.updated", project(it.Project)
+		return one("labd.project.updated", project(it.Project))
 	case events.ProjectClosed:
-		n.Action, n.Event = "labd.project.closed", project(it.Project)
+		return one("labd.project.closed", project(it.Project))
 	case events.ProjectDeleted:
-		n.Action, n.Event = "labd.project.deleted", project(it.Project)
+		return one("labd.project.deleted", project(it.Project))
 	case events.UDPPortAllocated:
-		n.Action, n.Event = "labd.project.udp_port_allocated", map[string]int{"udp_port": d.Port}
+		return one("labd.project.udp_port_allocated", map[string]int{"udp_port": d.Port})
 	case events.FileWritten:
-		n.Action, n.Event = "labd.project.file_written", d
+		return one("labd.project.file_written", d)
 	case events.EffectFailed:
-		n.Action, n.Event = "log.error", map[string]string{
+		return one("log.error", map[string]string{
 			"message": fmt.Sprintf("labd could not %s (project %s): %s", d.Effect, it.ProjectID, d.Error),
-		}
-	default:
-		n.Action, n.Event = "labd."+string(it.Type), it.Data
+		})
 	}
-	return n
+	return one("labd."+string(it.Type), it.Data)
+}
+
+// renderNode renders a node event.
+func (s *Server) renderNode(it notify.Item, n notification, v apiVersion) []notification {
+	node := it.Node
+	var out []notification
+	add := func(action string, ev any) {
+		m := n
+		m.Action, m.Event = action, ev
+		out = append(out, m)
+	}
+	view := func() any {
+		if v == v1 {
+			return s.v1VPCS(node)
+		}
+		return s.v2VPCS(node)
+	}
+	if stop, ok := it.Data.(events.NodeStopped); ok && stop.Reason == events.StopExited {
+		add("log.error", map[string]string{"message": stop.Message})
+	}
+	switch d := it.Data.(type) {
+	case events.NodeCreated:
+		if v == v1 {
+			add("vm.created", view())
+		} else {
+			add("node.updated", view())
+		}
+	case events.NodeStarted:
+		if v == v1 {
+			add("vm.started", view())
+		} else {
+			add("node.updated", view())
+		}
+	case events.NodeStopped, events.NodeClosed:
+		if v == v1 {
+			add("vm.stopped", view())
+		} else {
+			add("node.updated", view())
+		}
+	case events.NodeDeleted:
+		if v == v1 {
+			add("vm.deleted", view())
+		} else {
+			add("node.deleted", view())
+		}
+	case events.NodeUpdated:
+		if v == v1 {
+			add("vm.updated", view())
+		} else {
+			add("node.updated", view())
+		}
+	case events.NodeStartFailed:
+		add("log.error", map[string]string{"message": fmt.Sprintf("Node %s could not start: %s", node.Name, d.Error)})
+	default:
+		add("labd."+string(it.Type), it.Data)
+	}
+	return out
 }
 
 func (s *Server) routes() {
@@ -301,4 +367,5 @@ func (s *Server) routes() {
 	s.fileRoutes()
 	s.networkRoutes()
 	s.notificationRoutes()
+	s.vpcsRoutes()
 }

@@ -25,7 +25,7 @@ type capabilitiesJSON struct {
 }
 
 // nodeTypes are the node kinds this build runs.
-var nodeTypes = []string{}
+var nodeTypes = []string{"vpcs"}
 
 func (s *Server) versionRoutes() {
 	// "local" is GNS3's --local mode, in which the server trusts any path

@@ -33,6 +33,9 @@ type Item struct {
 	// Project is the project the event belongs to, as it was right after
 	// the event; nil for events outside projects.
 	Project *replay.Project
+	// Node is the node the event belongs to, as it was right after the
+	// event; nil for events outside nodes.
+	Node *replay.Node
 }
 
 // Errors a subscription ends with.
@@ -172,6 +175,9 @@ func itemOf(st *replay.State, r events.Record) Item {
 	it := Item{Record: r}
 	if r.ProjectID != "" {
 		it.Project = st.Projects[r.ProjectID]
+	}
+	if r.NodeID != "" {
+		it.Node = st.Nodes[replay.NodeKey(r.ProjectID, r.NodeID)]
 	}
 	return it
 }

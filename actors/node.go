@@ -1,0 +1,500 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/google/uuid"
+
+	"labd/actors/console"
+	"labd/events"
+	"labd/nio/pcap"
+	"labd/replay"
+)
+
+// NodeRef names a node: the project it belongs to and its id.
+type NodeRef struct {
+	ProjectID string
+	NodeID    string
+}
+
+func (r NodeRef) projectID() string { return r.ProjectID }
+func (r NodeRef) nodeID() string    { return r.NodeID }
+
+// NodeCommand is a command for a node aggregate (sealed: the commands of
+// this package). The registry routes it to the project actor, which
+// forwards it to the node's actor.
+type NodeCommand interface {
+	command
+	nodeID() string
+}
+
+// Node kinds labd runs.
+const KindVPCS = "vpcs"
+
+// Console types.
+const (
+	ConsoleTelnet = "telnet"
+	ConsoleNone   = "none"
+)
+
+// CreateNode creates a node. Console, when set, is the wanted console port:
+// if it is taken another is chosen, as GNS3 does.
+type CreateNode struct {
+	NodeRef
+	Kind          string
+	Name          string
+	Console       *int
+	ConsoleType   string
+	StartupScript *string
+
+	macID int // chosen by the project actor
+}
+
+// UpdateNode changes a node. Nil fields are left as they are.
+type UpdateNode struct {
+	NodeRef
+	Name          *string
+	Console       *int
+	ConsoleType   *string
+	StartupScript *string
+}
+
+// DeleteNode stops a node and deletes it with its directory.
+type DeleteNode struct{ NodeRef }
+
+// StartNode starts a node; starting a running node does nothing.
+type StartNode struct{ NodeRef }
+
+// StopNode stops a node; stopping a stopped node does nothing.
+type StopNode struct{ NodeRef }
+
+// ReloadNode stops and starts a node.
+type ReloadNode struct{ NodeRef }
+
+// SuspendNode suspends a node (a no-op for VPCS).
+type SuspendNode struct{ NodeRef }
+
+// DuplicateNode copies a node's files into another node of the project,
+// which must exist already (GNS3 2.2).
+type DuplicateNode struct {
+	NodeRef
+	Destination string
+}
+
+// AddNIO attaches a link end to a node port (or replaces the one there).
+type AddNIO struct {
+	NodeRef
+	Adapter, Port int
+	NIO           events.NIO
+}
+
+// UpdateNIO replaces the NIO of a linked port: new filters, suspend.
+type UpdateNIO struct {
+	NodeRef
+	Adapter, Port int
+	NIO           events.NIO
+}
+
+// RemoveNIO detaches the NIO of a port.
+type RemoveNIO struct {
+	NodeRef
+	Adapter, Port int
+}
+
+// StartCapture starts capturing a linked port to a file of the project's
+// captures directory.
+type StartCapture struct {
+	NodeRef
+	Adapter, Port int
+	File          string
+	LinkType      string
+}
+
+// StopCapture stops the capture of a port.
+type StopCapture struct {
+	NodeRef
+	Adapter, Port int
+}
+
+// ResetConsole reconnects a running node's console proxy to its process.
+type ResetConsole struct{ NodeRef }
+
+// closeNode closes a node because its project closes.
+type closeNode struct{ NodeRef }
+
+// copyInto is DuplicateNode as the destination's actor receives it.
+type copyInto struct {
+	NodeRef
+	from string // the source node's directory
+}
+
+// CreateNode creates a node and returns it.
+func (c *Client) CreateNode(ctx context.Context, cmd CreateNode) (*replay.Node, error) {
+	return call[*replay.Node](ctx, c, cmd)
+}
+
+// NodeDo runs a node command and returns the node as it is afterwards.
+// It serves every node command but the capture ones.
+func (c *Client) NodeDo(ctx context.Context, cmd NodeCommand) (*replay.Node, error) {
+	return call[*replay.Node](ctx, c, cmd)
+}
+
+// StartCapture starts a capture and returns the capture file's path.
+func (c *Client) StartCapture(ctx context.Context, cmd StartCapture) (string, error) {
+	return call[string](ctx, c, cmd)
+}
+
+// nodeEntry is what readers can see of a served node without asking its
+// actor.
+type nodeEntry struct {
+	pid  *actor.PID
+	snap atomic.Pointer[replay.Node]
+	live atomic.Pointer[nodeLive]
+}
+
+// nodeLive holds the handles of a running node that readers stream from.
+type nodeLive struct {
+	console  *console.Proxy
+	captures map[[2]int]*pcap.Capture
+}
+
+// nodeTable is a project's served nodes. The project actor is its only
+// writer.
+type nodeTable struct {
+	mu sync.RWMutex
+	m  map[string]*nodeEntry
+}
+
+func (t *nodeTable) get(id string) *nodeEntry {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return t.m[id]
+}
+
+func (t *nodeTable) put(id string, e *nodeEntry) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.m == nil {
+		t.m = map[string]*nodeEntry{}
+	}
+	t.m[id] = e
+}
+
+func (t *nodeTable) remove(id string, pid *actor.PID) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if e, ok := t.m[id]; ok && e.pid.Equal(pid) {
+		delete(t.m, id)
+		return true
+	}
+	return false
+}
+
+func (t *nodeTable) all() []*nodeEntry {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	out := make([]*nodeEntry, 0, len(t.m))
+	for _, e := range t.m {
+		out = append(out, e)
+	}
+	return out
+}
+
+func (c *Client) nodeEntry(projectID, nodeID string) (*nodeEntry, error) {
+	e := c.dir.get(projectID)
+	if e == nil || !e.snap.Load().IsOpen() {
+		return nil, NotFound("Project ID %s doesn't exist", projectID)
+	}
+	if ne := e.nodes.get(nodeID); ne != nil && ne.snap.Load().Exists() {
+		return ne, nil
+	}
+	return nil, NotFound("Node ID %s doesn't exist", nodeID)
+}
+
+// Node returns the snapshot of a node of an open project.
+func (c *Client) Node(projectID, nodeID string) (*replay.Node, error) {
+	ne, err := c.nodeEntry(projectID, nodeID)
+	if err != nil {
+		return nil, err
+	}
+	return ne.snap.Load(), nil
+}
+
+// Nodes returns the nodes of an open project, by id.
+func (c *Client) Nodes(projectID string) ([]*replay.Node, error) {
+	e := c.dir.get(projectID)
+	if e == nil || !e.snap.Load().IsOpen() {
+		return nil, NotFound("Project ID %s doesn't exist", projectID)
+	}
+	var out []*replay.Node
+	for _, ne := range e.nodes.all() {
+		if n := ne.snap.Load(); n.Exists() {
+			out = append(out, n)
+		}
+	}
+	slices.SortFunc(out, func(a, b *replay.Node) int { return strings.Compare(a.ID, b.ID) })
+	return out, nil
+}
+
+// NodeDir returns the working directory of a node.
+func (c *Client) NodeDir(n *replay.Node) string { return nodeDir(c.cfg, n.ProjectID, n.Kind, n.ID) }
+
+func nodeDir(cfg *Config, projectID, kind, nodeID string) string {
+	return filepath.Join(cfg.ProjectsDir, projectID, "project-files", kind, nodeID)
+}
+
+// CapturesDir returns the directory a project's captures are written to.
+func (c *Client) CapturesDir(projectID string) string { return capturesDir(c.cfg, projectID) }
+
+func capturesDir(cfg *Config, projectID string) string {
+	return filepath.Join(cfg.ProjectsDir, projectID, "project-files", "captures")
+}
+
+// NodeConsole returns the console proxy of a running node.
+func (c *Client) NodeConsole(projectID, nodeID string) (*console.Proxy, error) {
+	ne, err := c.nodeEntry(projectID, nodeID)
+	if err != nil {
+		return nil, err
+	}
+	if l := ne.live.Load(); l != nil && l.console != nil {
+		return l.console, nil
+	}
+	n := ne.snap.Load()
+	if !n.Running() {
+		return nil, Conflict("Node %s is not started", n.Name)
+	}
+	return nil, Conflict("Node %s has no console", n.Name)
+}
+
+// NodeCapture returns the running capture of a node port.
+func (c *Client) NodeCapture(projectID, nodeID string, adapter, port int) (*pcap.Capture, error) {
+	ne, err := c.nodeEntry(projectID, nodeID)
+	if err != nil {
+		return nil, err
+	}
+	if l := ne.live.Load(); l != nil {
+		if cp := l.captures[[2]int{adapter, port}]; cp != nil {
+			return cp, nil
+		}
+	}
+	return nil, Conflict("No capture is running on adapter %d port %d", adapter, port)
+}
+
+// nodeActor owns one node aggregate and the node's processes, bridges,
+// console and captures. Its mailbox serialises every request to the node.
+type nodeActor struct {
+	cfg     *Config
+	ref     NodeRef
+	subject string
+	entry   *nodeEntry
+	log     *slog.Logger
+
+	state *replay.Node // nil: no history
+	stale bool
+	// passivating: the node no longer exists and the project actor has
+	// been told; requests are bounced back to it.
+	passivating bool
+
+	self *actor.PID
+	sys  *actor.ActorSystem
+	rt   runtime
+}
+
+func newNodeActor(cfg *Config, ref NodeRef, e *nodeEntry, restarted bool) *nodeActor {
+	return &nodeActor{
+		cfg:     cfg,
+		ref:     ref,
+		subject: events.NodeSubject(cfg.ComputeID, ref.ProjectID, ref.NodeID),
+		entry:   e,
+		log:     cfg.Logger.With("project_id", ref.ProjectID, "node_id", ref.NodeID),
+		state:   e.snap.Load(),
+		stale:   restarted,
+	}
+}
+
+// nodeGone tells the project actor a node no longer exists (or never came
+// to exist): it stops the actor after the messages already sent to it.
+type nodeGone struct {
+	id    string
+	pid   *actor.PID
+	state *replay.Node
+}
+
+// processExited tells a node actor its process ended.
+type processExited struct{ p *process }
+
+// reconcile asks a node actor to bring a recorded process in line with
+// reality (sent once when the actor starts on a history).
+type reconcile struct{}
+
+func (a *nodeActor) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		a.self, a.sys = ctx.Self(), ctx.ActorSystem()
+		if a.state.Running() {
+			ctx.Send(ctx.Self(), reconcile{})
+		}
+	case reconcile:
+		a.reconcileRecorded()
+	case *request:
+		if a.passivating {
+			ctx.Send(ctx.Parent(), m)
+			return
+		}
+		a.serve(m)
+		if !a.state.Exists() {
+			a.passivating = true
+			ctx.Send(ctx.Parent(), &nodeGone{id: a.ref.NodeID, pid: ctx.Self(), state: a.state})
+		}
+	case processExited:
+		a.exited(m.p)
+	case *actor.Stopping:
+		// labd stops (or the project actor went away): stop the node as
+		// GNS3 does, and say so in the history.
+		if a.rt.proc != nil {
+			a.teardown(true)
+			if err := a.commit(events.NodeStopped{Reason: events.StopShutdown}); err != nil {
+				a.log.Error("could not record the node's stop", "err", err)
+			}
+		}
+		a.closeCaptures()
+	}
+}
+
+func (a *nodeActor) serve(req *request) {
+	defer req.recoverAndRespond(a.log)
+	if err := req.ctx.Err(); err != nil {
+		req.respond(nil, Unavailable(err, "the request was cancelled"))
+		return
+	}
+	if a.stale {
+		if err := a.refold(); err != nil {
+			req.respond(nil, Unavailable(err, "the event store is unavailable"))
+			return
+		}
+	}
+	if a.state.Running() && a.rt.proc == nil {
+		// The history says a process runs that this actor does not own
+		// (a restart, a stop that could not be recorded): settle it first.
+		a.reconcileRecorded()
+	}
+	if _, creating := req.cmd.(CreateNode); !creating && !a.state.Exists() {
+		req.respond(nil, a.notFound())
+		return
+	}
+	switch c := req.cmd.(type) {
+	case CreateNode:
+		req.respond(a.create(c))
+	case UpdateNode:
+		req.respond(a.update(c))
+	case DeleteNode:
+		req.respond(a.state, a.remove(events.NodeDeleted{}))
+	case closeNode:
+		req.respond(a.state, a.remove(events.NodeClosed{}))
+	case StartNode:
+		req.respond(a.start())
+	case StopNode:
+		req.respond(a.stop())
+	case ReloadNode:
+		req.respond(a.reload())
+	case SuspendNode:
+		req.respond(a.state, nil) // VPCS cannot be suspended; GNS3 answers 204
+	case copyInto:
+		req.respond(a.copyFrom(c.from))
+	case AddNIO:
+		req.respond(a.addNIO(c.Adapter, c.Port, c.NIO))
+	case UpdateNIO:
+		req.respond(a.updateNIO(c.Adapter, c.Port, c.NIO))
+	case RemoveNIO:
+		req.respond(a.removeNIO(c.Adapter, c.Port))
+	case StartCapture:
+		req.respond(a.startCapture(c))
+	case StopCapture:
+		req.respond(a.stopCapture(c.Adapter, c.Port))
+	case ResetConsole:
+		req.respond(a.resetConsole())
+	default:
+		req.respond(nil, fmt.Errorf("actors: node actor cannot handle %T", c))
+	}
+}
+
+func (a *nodeActor) notFound() error { return NotFound("Node ID %s doesn't exist", a.ref.NodeID) }
+
+func (a *nodeActor) dir() string {
+	return nodeDir(a.cfg, a.ref.ProjectID, a.state.Kind, a.ref.NodeID)
+}
+
+// commit appends the events of one command to the node's subject, folds
+// them and publishes the snapshot; see projectActor.commit.
+func (a *nodeActor) commit(ds ...events.Data) error {
+	now := a.cfg.now()
+	evs := make([]events.Event, len(ds))
+	for i, d := range ds {
+		evs[i] = events.New(now, a.ref.ProjectID, a.ref.NodeID, d)
+	}
+	var expected uint64
+	if a.state != nil {
+		expected = a.state.Version
+	}
+	cmdID := uuid.NewString()
+	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.StoreTimeout)
+	defer cancel()
+	last, err := a.cfg.Store.Append(ctx, a.subject, expected, cmdID, evs...)
+	switch {
+	case err == nil:
+	case errors.Is(err, events.ErrConflict):
+		a.stale = true
+		return &Error{Class: ErrConflict, Msg: fmt.Sprintf("node %s was changed by another writer; retry the request", a.ref.NodeID), Err: err}
+	case errors.Is(err, events.ErrTooLarge):
+		return &Error{Class: ErrInvalid, Msg: "the change is too large to be recorded", Err: err}
+	case errors.Is(err, events.ErrUnavailable):
+		a.stale = true
+		return Unavailable(err, "the event store is unavailable")
+	default:
+		a.stale = true
+		return fmt.Errorf("actors: append to %s: %w", a.subject, err)
+	}
+	next := a.state
+	for i, ev := range evs {
+		rec := events.Record{Event: ev, Seq: last - uint64(len(evs)-1-i), Subject: a.subject, MsgID: events.MsgID(cmdID, i)}
+		if next, err = replay.ApplyNode(next, rec); err != nil {
+			a.stale = true
+			return fmt.Errorf("actors: folding our own event: %w", err)
+		}
+	}
+	a.state = next
+	a.entry.snap.Store(next)
+	return nil
+}
+
+// refold rebuilds the node's state from the store.
+func (a *nodeActor) refold() error {
+	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.StoreTimeout)
+	defer cancel()
+	var st *replay.Node
+	if _, err := a.cfg.Store.Load(ctx, a.subject, 1, func(r events.Record) error {
+		var err error
+		st, err = replay.ApplyNode(st, r)
+		return err
+	}); err != nil {
+		return err
+	}
+	if a.state.Exists() && (!st.Exists() || st.Console != a.state.Console) && a.state.Console != 0 {
+		a.cfg.ConsolePorts.Release(a.state.Console)
+	}
+	if st.Exists() && st.Console != 0 && (!a.state.Exists() || st.Console != a.state.Console) {
+		_ = a.cfg.ConsolePorts.Reserve(st.Console)
+	}
+	a.state, a.stale = st, false
+	a.entry.snap.Store(st)
+	return nil
+}

@@ -1,0 +1,457 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"labd/actors/vpcs"
+	"labd/events"
+	"labd/nio"
+	"labd/nio/pcap"
+	"labd/replay"
+)
+
+// nodePorts are the ports a node kind has, as adapter/port pairs.
+func nodePorts(kind string) [][2]int {
+	switch kind {
+	case KindVPCS:
+		return [][2]int{{0, 0}}
+	}
+	return nil
+}
+
+// checkPort refuses an adapter or port the node does not have, in GNS3's
+// words.
+func (a *nodeActor) checkPort(adapter, port int) error {
+	for _, p := range nodePorts(a.state.Kind) {
+		if p == [2]int{adapter, port} {
+			return nil
+		}
+	}
+	for _, p := range nodePorts(a.state.Kind) {
+		if p[0] == adapter {
+			return Conflict("Port %d doesn't exist on adapter %d", port, adapter)
+		}
+	}
+	return Conflict("Adapter %d doesn't exist on %s node %s", adapter, strings.ToUpper(a.state.Kind), a.state.Name)
+}
+
+// takeConsole reserves the wanted console port, or another free one when it
+// is taken or outside the range (GNS3 does the same and the response says
+// which port the node got).
+func (a *nodeActor) takeConsole(want int) (int, error) {
+	if want != 0 && a.cfg.ConsolePorts.Range().Contains(want) && a.cfg.ConsolePorts.Reserve(want) == nil {
+		return want, nil
+	}
+	port, err := a.cfg.ConsolePorts.Allocate()
+	if err != nil {
+		return 0, &Error{Class: ErrConflict, Msg: err.Error(), Err: err}
+	}
+	return port, nil
+}
+
+func (a *nodeActor) create(c CreateNode) (*replay.Node, error) {
+	if a.state.Exists() {
+		return nil, AlreadyExists("Node ID %s already exists", a.ref.NodeID)
+	}
+	consoleType := c.ConsoleType
+	if consoleType == "" {
+		consoleType = ConsoleTelnet
+	}
+	port := 0
+	if consoleType != ConsoleNone {
+		want := 0
+		if c.Console != nil {
+			want = *c.Console
+		}
+		var err error
+		if port, err = a.takeConsole(want); err != nil {
+			return nil, err
+		}
+	}
+	if err := a.commit(events.NodeCreated{Kind: c.Kind, Name: c.Name, Console: port, ConsoleType: consoleType, MACID: c.macID}); err != nil {
+		if port != 0 {
+			a.cfg.ConsolePorts.Release(port)
+		}
+		return nil, err
+	}
+	dir := a.dir()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return a.state, a.effectFailed("create the node directory", err)
+	}
+	if c.StartupScript != nil {
+		// GNS3 keeps a script already on disk (a project opened again).
+		if _, ok, _ := vpcs.ReadScript(dir); !ok {
+			if err := vpcs.WriteScript(dir, *c.StartupScript, c.Name); err != nil {
+				return a.state, a.effectFailed("write the startup script", err)
+			}
+		}
+	}
+	return a.state, nil
+}
+
+func (a *nodeActor) update(c UpdateNode) (*replay.Node, error) {
+	next := events.NodeUpdated{Name: a.state.Name, Console: a.state.Console, ConsoleType: a.state.ConsoleType}
+	if c.Name != nil {
+		next.Name = *c.Name
+	}
+	if c.ConsoleType != nil {
+		next.ConsoleType = *c.ConsoleType
+	}
+	newPort := 0 // a port reserved by this update
+	switch {
+	case next.ConsoleType == ConsoleNone:
+		next.Console = 0
+	case c.Console != nil && *c.Console != a.state.Console, next.Console == 0:
+		want := 0
+		if c.Console != nil {
+			want = *c.Console
+		}
+		var err error
+		if newPort, err = a.takeConsole(want); err != nil {
+			return nil, err
+		}
+		next.Console = newPort
+	}
+	dir := a.dir()
+	if c.StartupScript != nil {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("actors: node directory: %w", err)
+		}
+		if err := vpcs.WriteScript(dir, *c.StartupScript, next.Name); err != nil {
+			return nil, fmt.Errorf("actors: write the startup script: %w", err)
+		}
+	}
+	if next == (events.NodeUpdated{Name: a.state.Name, Console: a.state.Console, ConsoleType: a.state.ConsoleType}) {
+		return a.state, nil
+	}
+	old := a.state
+	if err := a.commit(next); err != nil {
+		if newPort != 0 {
+			a.cfg.ConsolePorts.Release(newPort)
+		}
+		return nil, err
+	}
+	if old.Console != 0 && old.Console != next.Console {
+		a.cfg.ConsolePorts.Release(old.Console)
+	}
+	if next.Name != old.Name && c.StartupScript == nil {
+		if err := vpcs.Rename(dir, next.Name); err != nil {
+			return a.state, a.effectFailed("rename the node in its startup script", err)
+		}
+	}
+	if a.rt.proc != nil && (old.Console != next.Console || old.ConsoleType != next.ConsoleType) {
+		if err := a.restartConsole(); err != nil {
+			return a.state, a.effectFailed("move the console", err)
+		}
+	}
+	return a.state, nil
+}
+
+// remove deletes (NodeDeleted) or closes (NodeClosed) the node.
+func (a *nodeActor) remove(d events.Data) error {
+	if a.rt.proc != nil {
+		code := a.teardown(true)
+		if err := a.commit(events.NodeStopped{Reason: events.StopRequested, ExitCode: &code}); err != nil {
+			return err
+		}
+	}
+	a.closeCaptures()
+	console := a.state.Console
+	dir := a.dir()
+	if err := a.commit(d); err != nil {
+		return err
+	}
+	if console != 0 {
+		a.cfg.ConsolePorts.Release(console)
+	}
+	if _, deleting := d.(events.NodeDeleted); deleting {
+		if err := os.RemoveAll(dir); err != nil {
+			return a.effectFailed("remove the node directory", err)
+		}
+	}
+	return nil
+}
+
+func (a *nodeActor) start() (*replay.Node, error) {
+	if a.rt.proc != nil {
+		return a.state, nil
+	}
+	started, err := a.launch()
+	if err != nil {
+		if cerr := a.commit(events.NodeStartFailed{Error: err.Error()}); cerr != nil {
+			a.log.Error("could not record a failed start", "err", cerr)
+		}
+		return nil, err
+	}
+	if err := a.commit(started); err != nil {
+		// Unrecorded, it must not run: the history never lacks a process.
+		a.teardown(true)
+		return nil, err
+	}
+	return a.state, nil
+}
+
+func (a *nodeActor) stop() (*replay.Node, error) {
+	if a.rt.proc == nil {
+		return a.state, nil
+	}
+	code := a.teardown(true)
+	if err := a.commit(events.NodeStopped{Reason: events.StopRequested, ExitCode: &code}); err != nil {
+		return nil, err
+	}
+	return a.state, nil
+}
+
+func (a *nodeActor) reload() (*replay.Node, error) {
+	if _, err := a.stop(); err != nil {
+		return nil, err
+	}
+	return a.start()
+}
+
+// exited handles the end of a process labd did not ask for.
+func (a *nodeActor) exited(p *process) {
+	if a.rt.proc != p {
+		return // a process already stopped on request
+	}
+	code := a.teardown(false)
+	what := strings.ToUpper(a.state.Kind)
+	msg := describeExit(what, code, logTail(p.log, 2048))
+	a.log.Warn("node process exited unexpectedly", "exit_code", code)
+	if err := a.commit(events.NodeStopped{Reason: events.StopExited, ExitCode: &code, Message: msg}); err != nil {
+		a.log.Error("could not record the node's exit", "err", err)
+	}
+}
+
+// reconcileRecorded settles a process the history says runs but this actor
+// does not own: labd restarted, or a stop could not be recorded. The
+// process, if it is still the recorded one, is stopped.
+func (a *nodeActor) reconcileRecorded() {
+	if !a.state.Running() || a.rt.proc != nil {
+		return
+	}
+	p := a.state.Process
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	found := killRecorded(ctx, p.PID, p.ProcStart)
+	cancel()
+	killStragglers(a.dir())
+	for _, t := range p.Tunnels {
+		a.cfg.UDPPorts.Release(t.NodePort)
+		a.cfg.UDPPorts.Release(t.BridgePort)
+	}
+	msg := "labd restarted; the node's process was gone"
+	if found {
+		msg = "labd restarted; the node's process was stopped"
+	}
+	if err := a.commit(events.NodeStopped{Reason: events.StopRestarted, Message: msg}); err != nil {
+		a.log.Error("could not record the node's stop", "err", err)
+	}
+}
+
+func (a *nodeActor) copyFrom(from string) (*replay.Node, error) {
+	dst := a.dir()
+	err := filepath.WalkDir(from, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(from, path)
+		if d.IsDir() {
+			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
+		}
+		if !d.Type().IsRegular() || strings.HasSuffix(rel, ".log") {
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(dst, rel), b, 0o644)
+	})
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("actors: duplicate node files: %w", err)
+	}
+	return a.state, nil
+}
+
+func (a *nodeActor) addNIO(adapter, port int, n events.NIO) (*replay.Node, error) {
+	if err := a.checkPort(adapter, port); err != nil {
+		return nil, err
+	}
+	filters, err := parseFilters(n.Filters)
+	if err != nil {
+		return nil, err
+	}
+	n.Filters = filters.Spec()
+	if old, linked := a.state.Link(adapter, port); linked {
+		return a.replaceNIO(old, n, filters)
+	}
+	if br := a.rt.bridges[[2]int{adapter, port}]; br != nil {
+		if err := a.attach(br, n, filters); err != nil {
+			return nil, err
+		}
+	}
+	if err := a.commit(events.NIOAdded{Adapter: adapter, Port: port, NIO: n}); err != nil {
+		if br := a.rt.bridges[[2]int{adapter, port}]; br != nil {
+			br.Detach()
+		}
+		return nil, err
+	}
+	return a.state, nil
+}
+
+// replaceNIO handles a NIO added where one is already attached: GNS3
+// replaces it.
+func (a *nodeActor) replaceNIO(old replay.Link, n events.NIO, filters *nio.Filters) (*replay.Node, error) {
+	br := a.rt.bridges[[2]int{old.Adapter, old.Port}]
+	if br != nil && (old.NIO.LPort != n.LPort || old.NIO.RHost != n.RHost || old.NIO.RPort != n.RPort) {
+		if err := a.attach(br, n, filters); err != nil {
+			return nil, err
+		}
+	}
+	if err := a.commit(events.NIOUpdated{Adapter: old.Adapter, Port: old.Port, NIO: n}); err != nil {
+		return nil, err
+	}
+	if br != nil {
+		br.SetFilters(filters)
+		br.SetSuspended(n.Suspend)
+	}
+	return a.state, nil
+}
+
+func (a *nodeActor) updateNIO(adapter, port int, n events.NIO) (*replay.Node, error) {
+	if err := a.checkPort(adapter, port); err != nil {
+		return nil, err
+	}
+	old, linked := a.state.Link(adapter, port)
+	if !linked {
+		return nil, Conflict("Port %d on adapter %d is not connected", port, adapter)
+	}
+	filters, err := parseFilters(n.Filters)
+	if err != nil {
+		return nil, err
+	}
+	n.Filters = filters.Spec()
+	return a.replaceNIO(old, n, filters)
+}
+
+func (a *nodeActor) removeNIO(adapter, port int) (*replay.Node, error) {
+	if err := a.checkPort(adapter, port); err != nil {
+		return nil, err
+	}
+	if _, linked := a.state.Link(adapter, port); !linked {
+		return nil, Conflict("Port %d on adapter %d is not connected", port, adapter)
+	}
+	if err := a.commit(events.NIORemoved{Adapter: adapter, Port: port}); err != nil {
+		return nil, err
+	}
+	a.closeCapture([2]int{adapter, port})
+	if br := a.rt.bridges[[2]int{adapter, port}]; br != nil {
+		br.Detach()
+	}
+	return a.state, nil
+}
+
+// parseFilters validates a filter object: a bad one is the client's error,
+// and nothing is installed.
+func parseFilters(spec map[string][]any) (*nio.Filters, error) {
+	f, err := nio.ParseFilters(nio.FilterSpec(spec))
+	if err != nil {
+		return nil, &Error{Class: ErrInvalid, Msg: err.Error(), Err: err}
+	}
+	return f, nil
+}
+
+// Capture link types GNS3 accepts; VPCS and QEMU capture Ethernet whatever
+// is asked, as GNS3 does.
+var linkTypes = []string{"DLT_ATM_RFC1483", "DLT_EN10MB", "DLT_FRELAY", "DLT_C_HDLC", "DLT_PPP_SERIAL"}
+
+// CaptureFileName checks a capture file name: a plain file name, which
+// cannot leave the captures directory.
+func CaptureFileName(name string) error {
+	switch {
+	case name == "", name == ".", name == "..":
+		return Invalid("capture_file_name %q is not a file name", name)
+	case strings.ContainsAny(name, "/\\\x00"), strings.HasPrefix(name, "."):
+		return Invalid("capture_file_name %q must be a plain file name inside the captures directory", name)
+	}
+	return nil
+}
+
+func (a *nodeActor) startCapture(c StartCapture) (string, error) {
+	if err := a.checkPort(c.Adapter, c.Port); err != nil {
+		return "", err
+	}
+	if err := CaptureFileName(c.File); err != nil {
+		return "", err
+	}
+	if c.LinkType == "" {
+		c.LinkType = "DLT_EN10MB"
+	}
+	link, linked := a.state.Link(c.Adapter, c.Port)
+	switch {
+	case !linked:
+		return "", Conflict("Port %d on adapter %d is not connected", c.Port, c.Adapter)
+	case link.Capture != nil:
+		return "", Conflict("Packet capture is already active on adapter %d port %d", c.Adapter, c.Port)
+	}
+	dir := capturesDir(a.cfg, a.ref.ProjectID)
+	path := filepath.Join(dir, c.File)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("actors: captures directory: %w", err)
+	}
+	cp, err := pcap.Create(path)
+	if err != nil {
+		return "", fmt.Errorf("actors: create capture file: %w", err)
+	}
+	if err := a.commit(events.CaptureStarted{Adapter: c.Adapter, Port: c.Port, File: c.File, LinkType: c.LinkType}); err != nil {
+		_ = cp.Close()
+		return "", err
+	}
+	key := [2]int{c.Adapter, c.Port}
+	if a.rt.captures == nil {
+		a.rt.captures = map[[2]int]*pcap.Capture{}
+	}
+	a.rt.captures[key] = cp
+	if br := a.rt.bridges[key]; br != nil {
+		br.SetCapture(cp)
+	}
+	a.publishLive()
+	return path, nil
+}
+
+func (a *nodeActor) stopCapture(adapter, port int) (*replay.Node, error) {
+	if err := a.checkPort(adapter, port); err != nil {
+		return nil, err
+	}
+	if l, ok := a.state.Link(adapter, port); !ok || l.Capture == nil {
+		return nil, Conflict("No packet capture is active on adapter %d port %d", adapter, port)
+	}
+	if err := a.commit(events.CaptureStopped{Adapter: adapter, Port: port}); err != nil {
+		return nil, err
+	}
+	a.closeCapture([2]int{adapter, port})
+	return a.state, nil
+}
+
+func (a *nodeActor) resetConsole() (*replay.Node, error) {
+	if a.rt.proxy != nil {
+		if err := a.rt.proxy.Reset(); err != nil {
+			return nil, Conflict("could not reset the console: %v", err)
+		}
+	}
+	return a.state, nil
+}
+
+// effectFailed records that an effect of an appended event failed, on the
+// project's subject where log.error notifications come from.
+func (a *nodeActor) effectFailed(effect string, cause error) error {
+	a.log.Error("effect failed", "effect", effect, "err", cause)
+	return fmt.Errorf("actors: node %s: could not %s: %w", a.ref.NodeID, effect, cause)
+}

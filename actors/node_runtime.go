@@ -1,0 +1,270 @@
+package actors
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"labd/actors/console"
+	"labd/actors/vpcs"
+	"labd/events"
+	"labd/nio"
+	"labd/nio/pcap"
+)
+
+// stopGrace is how long a node process has to end after SIGTERM before it
+// is killed (GNS3: 3 s for VPCS).
+const stopGrace = 3 * time.Second
+
+// runtime is what a running node holds besides its state: the process, the
+// tunnels and bridges of its ports, its console proxy; and the captures of
+// its linked ports, which exist whether the node runs or not.
+type runtime struct {
+	proc            *process
+	internalConsole int
+	tunnels         []events.Tunnel
+	bridges         map[[2]int]*nio.Bridge
+	proxy           *console.Proxy
+	captures        map[[2]int]*pcap.Capture
+}
+
+// launch starts the node's process, its bridges and its console, and
+// returns the event that records them. On failure nothing is left running
+// and every port is released.
+func (a *nodeActor) launch() (ev events.NodeStarted, err error) {
+	rt := runtime{bridges: map[[2]int]*nio.Bridge{}, captures: a.rt.captures}
+	defer func() {
+		if err != nil {
+			a.rt.proc = rt.proc
+			a.rt.tunnels, a.rt.bridges, a.rt.proxy, a.rt.internalConsole = rt.tunnels, rt.bridges, rt.proxy, rt.internalConsole
+			a.teardown(true)
+		}
+	}()
+	bin, err := exec.LookPath(a.cfg.VPCSPath)
+	if err != nil {
+		return ev, Conflict("VPCS executable %q not found: %v", a.cfg.VPCSPath, err)
+	}
+	version, err := vpcs.Detect(context.Background(), bin)
+	if err != nil {
+		return ev, Conflict("%s is not a usable VPCS: %v", bin, err)
+	}
+	dir := a.dir()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return ev, fmt.Errorf("actors: node directory: %w", err)
+	}
+	if rt.internalConsole, err = freeTCPPort(); err != nil {
+		return ev, Conflict("no internal console port: %v", err)
+	}
+	for _, p := range nodePorts(a.state.Kind) {
+		t := events.Tunnel{Adapter: p[0], Port: p[1]}
+		if t.NodePort, err = a.cfg.UDPPorts.Allocate(); err != nil {
+			return ev, &Error{Class: ErrConflict, Msg: err.Error(), Err: err}
+		}
+		if t.BridgePort, err = a.cfg.UDPPorts.Allocate(); err != nil {
+			a.cfg.UDPPorts.Release(t.NodePort)
+			return ev, &Error{Class: ErrConflict, Msg: err.Error(), Err: err}
+		}
+		rt.tunnels = append(rt.tunnels, t)
+	}
+	_, hasScript, _ := vpcs.ReadScript(dir)
+	t0 := rt.tunnels[0]
+	args := vpcs.Args(version, vpcs.Options{
+		Console: rt.internalConsole, MACID: a.state.MACID,
+		LocalPort: t0.NodePort, RemotePort: t0.BridgePort, Script: hasScript,
+	})
+	// The bridges first: the node's first frames must find them.
+	loopback := netip.MustParseAddr("127.0.0.1")
+	for _, t := range rt.tunnels {
+		key := [2]int{t.Adapter, t.Port}
+		br, err := nio.OpenBridge(nio.BridgeConfig{
+			Name:   fmt.Sprintf("%s-%s-%d/%d", strings.ToUpper(a.state.Kind), a.ref.NodeID, t.Adapter, t.Port),
+			Tunnel: netip.AddrPortFrom(loopback, uint16(t.BridgePort)),
+			Node:   netip.AddrPortFrom(loopback, uint16(t.NodePort)),
+			Plane:  a.cfg.Plane,
+			Logger: a.log,
+		})
+		if err != nil {
+			return ev, fmt.Errorf("actors: open bridge: %w", err)
+		}
+		rt.bridges[key] = br
+		if link, ok := a.state.Link(t.Adapter, t.Port); ok {
+			filters, _ := nio.ParseFilters(nio.FilterSpec(link.NIO.Filters)) // validated when recorded
+			if err := a.attach(br, link.NIO, filters); err != nil {
+				return ev, err
+			}
+		}
+		if cp := rt.captures[key]; cp != nil {
+			br.SetCapture(cp)
+		}
+	}
+	if rt.proc, err = startProcess(bin, args, dir, filepath.Join(dir, vpcs.LogName)); err != nil {
+		return ev, Conflict("could not start VPCS: %v", err)
+	}
+	if a.state.ConsoleType == ConsoleTelnet && a.state.Console != 0 {
+		if rt.proxy, err = a.openConsole(rt.proc, rt.internalConsole, a.state.Console); err != nil {
+			return ev, err
+		}
+	}
+	p := rt.proc
+	sys, self := a.sys, a.self
+	go func() {
+		<-p.done
+		sys.Root.Send(self, processExited{p})
+	}()
+	a.rt = rt
+	a.publishLive()
+	return events.NodeStarted{
+		PID: p.pid, ProcStart: p.startTime,
+		CommandLine:     strings.Join(append([]string{bin}, args...), " "),
+		InternalConsole: rt.internalConsole, Tunnels: rt.tunnels,
+	}, nil
+}
+
+// openConsole serves the public console port, once the process listens on
+// its internal one.
+func (a *nodeActor) openConsole(p *process, internal, public int) (*console.Proxy, error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-p.done: // no use waiting for a dead process's console
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	proxy, err := console.Start(ctx, console.Config{
+		Listen:      net.JoinHostPort(a.cfg.Host, strconv.Itoa(public)),
+		Target:      net.JoinHostPort("127.0.0.1", strconv.Itoa(internal)),
+		DialTimeout: 10 * time.Second,
+		Logger:      a.log,
+	})
+	if err != nil {
+		tail := logTail(p.log, 1024)
+		return nil, Conflict("the node's console did not come up: %v %s", err, tail)
+	}
+	return proxy, nil
+}
+
+func (a *nodeActor) restartConsole() error {
+	if a.rt.proxy != nil {
+		_ = a.rt.proxy.Close()
+		a.rt.proxy = nil
+	}
+	if a.state.ConsoleType == ConsoleTelnet && a.state.Console != 0 {
+		proxy, err := a.openConsole(a.rt.proc, a.rt.internalConsole, a.state.Console)
+		if err != nil {
+			a.publishLive()
+			return err
+		}
+		a.rt.proxy = proxy
+	}
+	a.publishLive()
+	return nil
+}
+
+// attach points a bridge at a NIO's remote end.
+func (a *nodeActor) attach(br *nio.Bridge, n events.NIO, filters *nio.Filters) error {
+	local, remote, err := a.nioAddrs(n)
+	if err != nil {
+		return err
+	}
+	if err := br.Attach(local, remote); err != nil {
+		return Conflict("could not bind UDP port %d: %v", n.LPort, err)
+	}
+	br.SetFilters(filters)
+	br.SetSuspended(n.Suspend)
+	return nil
+}
+
+// nioAddrs resolves a NIO's local and remote addresses.
+func (a *nodeActor) nioAddrs(n events.NIO) (local, remote netip.AddrPort, err error) {
+	host, err := netip.ParseAddr(a.cfg.Host)
+	if err != nil {
+		host = netip.IPv4Unspecified()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip4", n.RHost)
+	if err != nil || len(ips) == 0 {
+		return local, remote, Conflict("Could not create an UDP connection to %s:%d: cannot resolve %s", n.RHost, n.RPort, n.RHost)
+	}
+	return netip.AddrPortFrom(host, uint16(n.LPort)), netip.AddrPortFrom(ips[0].Unmap(), uint16(n.RPort)), nil
+}
+
+// teardown stops the console, the bridges and (when kill) the process,
+// releases the ports of the run and returns the process's exit code.
+func (a *nodeActor) teardown(kill bool) int {
+	rt := &a.rt
+	if rt.proxy != nil {
+		_ = rt.proxy.Close()
+		rt.proxy = nil
+	}
+	code := 0
+	if rt.proc != nil {
+		if kill {
+			rt.proc.stop(stopGrace)
+		} else {
+			<-rt.proc.done
+		}
+		code = rt.proc.exitCode()
+		rt.proc = nil
+		if n := killStragglers(a.dir()); n > 0 {
+			a.log.Info("killed processes the node left behind", "count", n)
+		}
+	}
+	for key, br := range rt.bridges {
+		_ = br.Close()
+		delete(rt.bridges, key)
+	}
+	for _, t := range rt.tunnels {
+		a.cfg.UDPPorts.Release(t.NodePort)
+		a.cfg.UDPPorts.Release(t.BridgePort)
+	}
+	rt.tunnels, rt.internalConsole = nil, 0
+	a.publishLive()
+	return code
+}
+
+func (a *nodeActor) closeCapture(key [2]int) {
+	if cp := a.rt.captures[key]; cp != nil {
+		if br := a.rt.bridges[key]; br != nil {
+			br.SetCapture(nil)
+		}
+		_ = cp.Close()
+		delete(a.rt.captures, key)
+		a.publishLive()
+	}
+}
+
+func (a *nodeActor) closeCaptures() {
+	for key := range a.rt.captures {
+		a.closeCapture(key)
+	}
+}
+
+// publishLive shows readers the node's current console and captures.
+func (a *nodeActor) publishLive() {
+	l := &nodeLive{console: a.rt.proxy, captures: make(map[[2]int]*pcap.Capture, len(a.rt.captures))}
+	for k, v := range a.rt.captures {
+		l.captures[k] = v
+	}
+	a.entry.live.Store(l)
+}
+
+// freeTCPPort returns a TCP port of 127.0.0.1 free right now, for a
+// process's internal console.
+func freeTCPPort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}

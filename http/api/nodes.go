@@ -1,0 +1,371 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"os"
+	"strconv"
+
+	"github.com/coder/websocket"
+	"github.com/google/uuid"
+	"github.com/julienschmidt/httprouter"
+
+	"labd/actors"
+	"labd/events"
+	"labd/nio/pcap"
+	"labd/replay"
+)
+
+// The routes every node kind shares, built on the route templates of the
+// kind: lifecycle, links (NIOs and captures), consoles.
+
+// newNodeRef returns the node a create names, or a fresh id.
+func newNodeRef(projectID string, id field[string], what string) (actors.NodeRef, error) {
+	ref := actors.NodeRef{ProjectID: projectID, NodeID: uuid.NewString()}
+	if id.Set {
+		var err error
+		if ref.NodeID, err = parseID(what, id.Value); err != nil {
+			return ref, err
+		}
+	}
+	return ref, nil
+}
+
+// nodeRefParam parses the {project_id} and the node id parameter of a route.
+func nodeRefParam(ps httprouter.Params, param string) (actors.NodeRef, error) {
+	pid, err := projectIDParam(ps)
+	if err != nil {
+		return actors.NodeRef{}, err
+	}
+	what := "Node"
+	if param == "vm_id" {
+		what = "VM"
+	}
+	nid, err := parseID(what, ps.ByName(param))
+	return actors.NodeRef{ProjectID: pid, NodeID: nid}, err
+}
+
+// portParams parses {adapter_number} and {port_number} (digits by the
+// route's pattern, bounded here).
+func portParams(ps httprouter.Params) (adapter, port int, err error) {
+	a, err1 := strconv.Atoi(ps.ByName("adapter_number"))
+	p, err2 := strconv.Atoi(ps.ByName("port_number"))
+	if err1 != nil || err2 != nil || a > 65535 || p > 65535 {
+		return 0, 0, newHTTPError(http.StatusBadRequest, "adapter and port numbers must be integers between 0 and 65535")
+	}
+	return a, p, nil
+}
+
+func (s *Server) getNode(param string, out func(*replay.Node) any) handler {
+	return func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
+		ref, err := nodeRefParam(ps, param)
+		if err != nil {
+			return err
+		}
+		n, err := s.cfg.Client.Node(ref.ProjectID, ref.NodeID)
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, out(n))
+		return nil
+	}
+}
+
+// nodeLifecycleRoutes registers delete, start, stop, reload and suspend.
+// GNS3 2.2 answers a VPCS or QEMU start with 200 and the node; 1.5 with 204.
+func (s *Server) nodeLifecycleRoutes(base, param string, out func(*replay.Node) any, startReturnsNode bool) {
+	do := func(mk func(actors.NodeRef) actors.NodeCommand, reply func(http.ResponseWriter, *replay.Node)) handler {
+		return func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
+			ref, err := nodeRefParam(ps, param)
+			if err != nil {
+				return err
+			}
+			if r.Method == http.MethodPost {
+				if err := decodeBody(r, &struct{}{}, s.cfg.MaxBodyBytes, true); err != nil {
+					return err
+				}
+			}
+			n, err := s.cfg.Client.NodeDo(r.Context(), mk(ref))
+			if err != nil {
+				return err
+			}
+			reply(w, n)
+			return nil
+		}
+	}
+	noContent := func(w http.ResponseWriter, _ *replay.Node) { w.WriteHeader(http.StatusNoContent) }
+	startReply := noContent
+	if startReturnsNode {
+		startReply = func(w http.ResponseWriter, n *replay.Node) { writeJSON(w, http.StatusOK, out(n)) }
+	}
+	s.route("DELETE", base, do(func(r actors.NodeRef) actors.NodeCommand { return actors.DeleteNode{NodeRef: r} }, noContent))
+	s.route("POST", base+"/start", do(func(r actors.NodeRef) actors.NodeCommand { return actors.StartNode{NodeRef: r} }, startReply))
+	s.route("POST", base+"/stop", do(func(r actors.NodeRef) actors.NodeCommand { return actors.StopNode{NodeRef: r} }, noContent))
+	s.route("POST", base+"/reload", do(func(r actors.NodeRef) actors.NodeCommand { return actors.ReloadNode{NodeRef: r} }, noContent))
+	s.route("POST", base+"/suspend", do(func(r actors.NodeRef) actors.NodeCommand { return actors.SuspendNode{NodeRef: r} }, noContent))
+}
+
+func (s *Server) duplicateNode(param string, out func(*replay.Node) any) handler {
+	return func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
+		ref, err := nodeRefParam(ps, param)
+		if err != nil {
+			return err
+		}
+		var body struct {
+			Destination field[string] `json:"destination_node_id"`
+		}
+		if err := decodeBody(r, &body, s.cfg.MaxBodyBytes, false); err != nil {
+			return err
+		}
+		if !body.Destination.Set {
+			return badRequest("field \"destination_node_id\" is required")
+		}
+		dest, err := parseID("Node", body.Destination.Value)
+		if err != nil {
+			return err
+		}
+		n, err := s.cfg.Client.NodeDo(r.Context(), actors.DuplicateNode{NodeRef: ref, Destination: dest})
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusCreated, out(n))
+		return nil
+	}
+}
+
+// nioBody is a NIO as clients send it: NIO_SCHEMA's members of every type,
+// so that a type labd does not run is told apart from a malformed body.
+type nioBody struct {
+	Type    field[string]           `json:"type"`
+	LPort   field[int]              `json:"lport"`
+	RHost   field[string]           `json:"rhost"`
+	RPort   field[int]              `json:"rport"`
+	Filters field[map[string][]any] `json:"filters"`
+	Suspend field[bool]             `json:"suspend"`
+
+	EthernetDevice field[string] `json:"ethernet_device"`
+	TapDevice      field[string] `json:"tap_device"`
+	LocalFile      field[string] `json:"local_file"`
+	RemoteFile     field[string] `json:"remote_file"`
+	ControlFile    field[string] `json:"control_file"`
+	VMNet          field[string] `json:"vmnet"`
+}
+
+// nioTypes are the NIO types of GNS3's schema that labd does not run.
+var nioTypes = map[string]bool{
+	"nio_generic_ethernet": true, "nio_ethernet": true, "nio_linux_ethernet": true, "nio_nat": true,
+	"nio_tap": true, "nio_unix": true, "nio_vde": true, "nio_vmnet": true, "nio_null": true,
+}
+
+// nioJSON is a UDP NIO as GNS3 echoes it.
+type nioJSON struct {
+	Type    string           `json:"type"`
+	LPort   int              `json:"lport"`
+	RHost   string           `json:"rhost"`
+	RPort   int              `json:"rport"`
+	Filters map[string][]any `json:"filters,omitempty"`
+	Suspend *bool            `json:"suspend,omitempty"`
+}
+
+// decodeNIO reads and checks a NIO body.
+func (s *Server) decodeNIO(r *http.Request) (events.NIO, error) {
+	var b nioBody
+	if err := decodeBody(r, &b, s.cfg.MaxBodyBytes, false); err != nil {
+		return events.NIO{}, err
+	}
+	switch {
+	case !b.Type.Set:
+		return events.NIO{}, badRequest("field \"type\" is required")
+	case nioTypes[b.Type.Value]:
+		return events.NIO{}, actors.Conflict("NIO of type %s is not supported", b.Type.Value)
+	case b.Type.Value != "nio_udp":
+		return events.NIO{}, badRequest("field \"type\" %q is not a NIO type", b.Type.Value)
+	case b.EthernetDevice.Set || b.TapDevice.Set || b.LocalFile.Set || b.RemoteFile.Set || b.ControlFile.Set || b.VMNet.Set:
+		return events.NIO{}, badRequest("a nio_udp has only type, lport, rhost, rport, filters and suspend")
+	case !b.LPort.Set || !b.RHost.Set || !b.RPort.Set:
+		return events.NIO{}, badRequest("a nio_udp needs lport, rhost and rport")
+	case b.LPort.Value < 1 || b.LPort.Value > 65535:
+		return events.NIO{}, badRequest("field \"lport\" must be a port number between 1 and 65535, not %d", b.LPort.Value)
+	case b.RPort.Value < 1 || b.RPort.Value > 65535:
+		return events.NIO{}, badRequest("field \"rport\" must be a port number between 1 and 65535, not %d", b.RPort.Value)
+	case b.RHost.Value == "":
+		return events.NIO{}, badRequest("field \"rhost\" must not be empty")
+	}
+	return events.NIO{Type: b.Type.Value, LPort: b.LPort.Value, RHost: b.RHost.Value, RPort: b.RPort.Value,
+		Filters: b.Filters.Value, Suspend: b.Suspend.Value}, nil
+}
+
+// nodeLinkRoutes registers the NIO and capture routes of a port.
+func (s *Server) nodeLinkRoutes(base, param string) {
+	port := base + "/adapters/{adapter_number:\\d+}/ports/{port_number:\\d+}"
+	parse := func(ps httprouter.Params) (actors.NodeRef, int, int, error) {
+		ref, err := nodeRefParam(ps, param)
+		if err != nil {
+			return ref, 0, 0, err
+		}
+		a, p, err := portParams(ps)
+		return ref, a, p, err
+	}
+	s.route("POST", port+"/nio", func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
+		ref, a, p, err := parse(ps)
+		if err != nil {
+			return err
+		}
+		n, err := s.decodeNIO(r)
+		if err != nil {
+			return err
+		}
+		if _, err := s.cfg.Client.NodeDo(r.Context(), actors.AddNIO{NodeRef: ref, Adapter: a, Port: p, NIO: n}); err != nil {
+			return err
+		}
+		// GNS3 echoes the NIO without its filters and suspend.
+		writeJSON(w, http.StatusCreated, nioJSON{Type: n.Type, LPort: n.LPort, RHost: n.RHost, RPort: n.RPort})
+		return nil
+	})
+	s.route("PUT", port+"/nio", func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
+		ref, a, p, err := parse(ps)
+		if err != nil {
+			return err
+		}
+		n, err := s.decodeNIO(r)
+		if err != nil {
+			return err
+		}
+		node, err := s.cfg.Client.NodeDo(r.Context(), actors.UpdateNIO{NodeRef: ref, Adapter: a, Port: p, NIO: n})
+		if err != nil {
+			return err
+		}
+		// GNS3 answers 201 with the NIO as it now is.
+		l, _ := node.Link(a, p)
+		suspend := l.NIO.Suspend
+		writeJSON(w, http.StatusCreated, nioJSON{Type: l.NIO.Type, LPort: l.NIO.LPort, RHost: l.NIO.RHost, RPort: l.NIO.RPort,
+			Filters: l.NIO.Filters, Suspend: &suspend})
+		return nil
+	})
+	s.route("DELETE", port+"/nio", func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
+		ref, a, p, err := parse(ps)
+		if err != nil {
+			return err
+		}
+		if _, err := s.cfg.Client.NodeDo(r.Context(), actors.RemoveNIO{NodeRef: ref, Adapter: a, Port: p}); err != nil {
+			return err
+		}
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	})
+	s.route("POST", port+"/start_capture", func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
+		ref, a, p, err := parse(ps)
+		if err != nil {
+			return err
+		}
+		var body struct {
+			File     field[string] `json:"capture_file_name"`
+			LinkType field[string] `json:"data_link_type"`
+		}
+		if err := decodeBody(r, &body, s.cfg.MaxBodyBytes, false); err != nil {
+			return err
+		}
+		if !body.File.Set {
+			return badRequest("field \"capture_file_name\" is required")
+		}
+		if err := actors.CaptureFileName(body.File.Value); err != nil {
+			return err
+		}
+		if body.LinkType.Set && !validLinkType(body.LinkType.Value) {
+			return badRequest("field \"data_link_type\" must be one of DLT_ATM_RFC1483, DLT_EN10MB, DLT_FRELAY, DLT_C_HDLC, DLT_PPP_SERIAL, not %q", body.LinkType.Value)
+		}
+		path, err := s.cfg.Client.StartCapture(r.Context(), actors.StartCapture{NodeRef: ref, Adapter: a, Port: p,
+			File: body.File.Value, LinkType: body.LinkType.Value})
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"pcap_file_path": path})
+		return nil
+	})
+	s.route("POST", port+"/stop_capture", func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
+		ref, a, p, err := parse(ps)
+		if err != nil {
+			return err
+		}
+		if err := decodeBody(r, &struct{}{}, s.cfg.MaxBodyBytes, true); err != nil {
+			return err
+		}
+		if _, err := s.cfg.Client.NodeDo(r.Context(), actors.StopCapture{NodeRef: ref, Adapter: a, Port: p}); err != nil {
+			return err
+		}
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	})
+	s.route("GET", port+"/pcap", func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
+		ref, a, p, err := parse(ps)
+		if err != nil {
+			return err
+		}
+		cp, err := s.cfg.Client.NodeCapture(ref.ProjectID, ref.NodeID, a, p)
+		if err != nil {
+			return err
+		}
+		if _, err := os.Stat(cp.Path()); err != nil {
+			return actors.NotFound("The capture file %s does not exist", cp.Path())
+		}
+		w.Header().Set("Content-Type", "application/vnd.tcpdump.pcap")
+		w.WriteHeader(http.StatusOK)
+		rc := http.NewResponseController(w)
+		err = pcap.Follow(r.Context(), cp.Path(), cp, w, func() { _ = rc.Flush() })
+		if errors.Is(err, context.Canceled) {
+			return nil // the client went away
+		}
+		return err
+	})
+}
+
+func validLinkType(t string) bool {
+	switch t {
+	case "DLT_ATM_RFC1483", "DLT_EN10MB", "DLT_FRELAY", "DLT_C_HDLC", "DLT_PPP_SERIAL":
+		return true
+	}
+	return false
+}
+
+// nodeConsoleRoutes registers console/ws and console/reset.
+func (s *Server) nodeConsoleRoutes(base, param string) {
+	s.route("GET", base+"/console/ws", func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
+		ref, err := nodeRefParam(ps, param)
+		if err != nil {
+			return err
+		}
+		proxy, err := s.cfg.Client.NodeConsole(ref.ProjectID, ref.NodeID)
+		if err != nil {
+			return err
+		}
+		if err := checkWebSocketRequest(r); err != nil {
+			return err
+		}
+		c, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
+		if err != nil {
+			return nil // Accept has answered
+		}
+		defer c.CloseNow()
+		ctx, cancel := context.WithCancel(r.Context())
+		defer cancel()
+		conn := websocket.NetConn(ctx, c, websocket.MessageBinary)
+		_ = proxy.Serve(ctx, conn)
+		c.Close(websocket.StatusNormalClosure, "")
+		return nil
+	})
+	s.route("POST", base+"/console/reset", func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
+		ref, err := nodeRefParam(ps, param)
+		if err != nil {
+			return err
+		}
+		if err := decodeBody(r, &struct{}{}, s.cfg.MaxBodyBytes, true); err != nil {
+			return err
+		}
+		if _, err := s.cfg.Client.NodeDo(r.Context(), actors.ResetConsole{NodeRef: ref}); err != nil {
+			return err
+		}
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	})
+}
