@@ -368,9 +368,9 @@ func parseFilters(spec map[string][]any) (*nio.Filters, error) {
 	return f, nil
 }
 
-// Capture link types GNS3 accepts; VPCS and QEMU capture Ethernet whatever
-// is asked, as GNS3 does.
-var linkTypes = []string{"DLT_ATM_RFC1483", "DLT_EN10MB", "DLT_FRELAY", "DLT_C_HDLC", "DLT_PPP_SERIAL"}
+// LinkTypes are the capture link types GNS3 accepts. VPCS and QEMU capture
+// Ethernet whatever is asked, as GNS3 does.
+var LinkTypes = []string{"DLT_ATM_RFC1483", "DLT_EN10MB", "DLT_FRELAY", "DLT_C_HDLC", "DLT_PPP_SERIAL"}
 
 // CaptureFileName checks a capture file name: a plain file name, which
 // cannot leave the captures directory.
@@ -449,9 +449,12 @@ func (a *nodeActor) resetConsole() (*replay.Node, error) {
 	return a.state, nil
 }
 
-// effectFailed records that an effect of an appended event failed, on the
-// project's subject where log.error notifications come from.
+// effectFailed records that an effect of an appended event failed (it
+// becomes a log.error notification), and returns the error for the client.
 func (a *nodeActor) effectFailed(effect string, cause error) error {
 	a.log.Error("effect failed", "effect", effect, "err", cause)
+	if err := a.commit(events.EffectFailed{Effect: effect, Error: cause.Error()}); err != nil {
+		a.log.Error("could not record a failed effect", "effect", effect, "err", err)
+	}
 	return fmt.Errorf("actors: node %s: could not %s: %w", a.ref.NodeID, effect, cause)
 }

@@ -98,8 +98,19 @@ func ApplyNode(n *Node, r events.Record) (*Node, error) {
 		next = *n
 	}
 	next.Version, next.Updated = r.Seq, r.At
-	if _, created := r.Data.(events.NodeCreated); !created && !n.Exists() {
-		return fail("the node does not exist")
+	switch r.Data.(type) {
+	case events.NodeCreated:
+	case events.EffectFailed:
+		// An effect of the node's last event failed (removing a deleted
+		// node's directory...): a record, no state change.
+		if n == nil {
+			return fail("no such node")
+		}
+		return &next, nil
+	default:
+		if !n.Exists() {
+			return fail("the node does not exist")
+		}
 	}
 	switch d := r.Data.(type) {
 	case events.NodeCreated:

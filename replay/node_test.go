@@ -110,3 +110,18 @@ func TestNodeFoldRefusesIllegalHistories(t *testing.T) {
 		})
 	}
 }
+
+func TestNodeEffectFailedIsARecord(t *testing.T) {
+	s := fold(t,
+		rec(1, pid, events.ProjectCreated{Name: "p"}),
+		nrec(2, pid, nid, events.NodeCreated{Kind: "vpcs", Name: "PC1", Console: 5000, ConsoleType: "telnet"}),
+		nrec(3, pid, nid, events.NodeDeleted{}),
+		nrec(4, pid, nid, events.EffectFailed{Effect: "remove the node directory", Error: "busy"}),
+	)
+	if n := s.Nodes[replay.NodeKey(pid, nid)]; n.Exists() || n.Version != 4 {
+		t.Fatalf("after a failed effect: %+v", n)
+	}
+	if err := s.Apply(nrec(5, pid, nid2, events.EffectFailed{})); err == nil {
+		t.Fatal("a failed effect of a node with no history was folded")
+	}
+}

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/coder/websocket"
 	"github.com/google/uuid"
@@ -272,8 +274,8 @@ func (s *Server) nodeLinkRoutes(base, param string) {
 		if err := actors.CaptureFileName(body.File.Value); err != nil {
 			return err
 		}
-		if body.LinkType.Set && !validLinkType(body.LinkType.Value) {
-			return badRequest("field \"data_link_type\" must be one of DLT_ATM_RFC1483, DLT_EN10MB, DLT_FRELAY, DLT_C_HDLC, DLT_PPP_SERIAL, not %q", body.LinkType.Value)
+		if body.LinkType.Set && !slices.Contains(actors.LinkTypes, body.LinkType.Value) {
+			return badRequest("field \"data_link_type\" must be one of %s, not %q", strings.Join(actors.LinkTypes, ", "), body.LinkType.Value)
 		}
 		path, err := s.cfg.Client.StartCapture(r.Context(), actors.StartCapture{NodeRef: ref, Adapter: a, Port: p,
 			File: body.File.Value, LinkType: body.LinkType.Value})
@@ -318,14 +320,6 @@ func (s *Server) nodeLinkRoutes(base, param string) {
 		}
 		return err
 	})
-}
-
-func validLinkType(t string) bool {
-	switch t {
-	case "DLT_ATM_RFC1483", "DLT_EN10MB", "DLT_FRELAY", "DLT_C_HDLC", "DLT_PPP_SERIAL":
-		return true
-	}
-	return false
 }
 
 // nodeConsoleRoutes registers console/ws and console/reset.

@@ -355,6 +355,8 @@ func (s *Server) renderNode(it notify.Item, n notification, v apiVersion) []noti
 		}
 	case events.NodeStartFailed:
 		add("log.error", map[string]string{"message": fmt.Sprintf("Node %s could not start: %s", node.Name, d.Error)})
+	case events.EffectFailed:
+		add("log.error", map[string]string{"message": fmt.Sprintf("labd could not %s (node %s): %s", d.Effect, node.Name, d.Error)})
 	default:
 		add("labd."+string(it.Type), it.Data)
 	}

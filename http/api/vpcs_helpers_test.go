@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"net"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -153,6 +154,10 @@ func (c *console) command(line string, within time.Duration) string {
 	}
 }
 
+// prompt is a VPCS prompt at the start of a line: "VPCS> ", or the name a
+// startup script's set pcname gave it.
+var prompt = regexp.MustCompile(`(?:^|\n)\r?[A-Za-z0-9_.-]+> `)
+
 // commandOutput finds the output of line in a console transcript: after
 // the line's echo, up to the next prompt. VPCS may echo the line twice (as
 // typed, then again after redrawing its prompt); an empty stretch between
@@ -165,14 +170,14 @@ func commandOutput(out, line string) (string, bool) {
 			return "", false
 		}
 		start := pos + i + len(line)
-		j := strings.Index(out[start:], "VPCS> ")
-		if j < 0 {
+		loc := prompt.FindStringIndex(out[start:])
+		if loc == nil {
 			return "", false
 		}
-		if seg := out[start : start+j]; strings.TrimSpace(seg) != "" {
+		if seg := out[start : start+loc[0]]; strings.TrimSpace(seg) != "" {
 			return seg, true
 		}
-		pos = start + j + len("VPCS> ")
+		pos = start + loc[1]
 	}
 }
 
