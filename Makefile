@@ -5,9 +5,9 @@ BIN := bin/labd
 ARGS ?=
 # Debian packages the daemon and its tests run. Installed by `make deps`
 # when missing (a fresh Debian needs `apt-get update` first).
-APT_PACKAGES ?= vpcs tcpdump
+APT_PACKAGES ?= vpcs tcpdump qemu-system-x86 qemu-utils
 # Fuzz targets `make test` runs briefly after the unit tests: package:Target.
-FUZZ_TARGETS := ./events:FuzzUnmarshal ./http/api:FuzzProjectCreateV2 ./http/api:FuzzProjectUpdateV1 ./actors:FuzzCleanPath ./nio:FuzzParseFilters
+FUZZ_TARGETS := ./events:FuzzUnmarshal ./http/api:FuzzProjectCreateV2 ./http/api:FuzzProjectUpdateV1 ./actors:FuzzCleanPath ./nio:FuzzParseFilters ./actors/qemu/qmp:FuzzClientStream
 FUZZTIME ?= 8s
 
 .PHONY: help build run test fuzz bench lint check deps

@@ -20,6 +20,8 @@ var allowedImports = map[string][]string{
 	"labd/nio/pcap":                nil,
 	"labd/actors/console":          nil,
 	"labd/actors/vpcs":             nil,
+	"labd/actors/qemu":             nil,
+	"labd/actors/qemu/qmp":         nil,
 	"labd/host":                    nil,
 	"labd/replay":                  {"labd/events"},
 	"labd/actors":                  {"labd/events", "labd/replay", "labd/nio", "labd/nio/pcap", "labd/actors/console", "labd/actors/vpcs"},
