@@ -238,8 +238,10 @@ func TestLinkFiltersOnVPCSLinks(t *testing.T) {
 		}
 		return rtt
 	}
+	// Sub-millisecond on a quiet box; the bound only has to tell "no
+	// delay" from the 200 ms below, on a loaded one too.
 	for _, rtt := range rtts("no filter", 2) {
-		if rtt > 100*time.Millisecond {
+		if rtt > 150*time.Millisecond {
 			t.Fatalf("round trip %v without any filter", rtt)
 		}
 	}
