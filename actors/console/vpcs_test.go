@@ -29,7 +29,7 @@ func startVPCS(t *testing.T) *vpcs {
 	t.Helper()
 	path, err := exec.LookPath("vpcs")
 	if err != nil {
-		t.Skip("vpcs not installed")
+		t.Fatalf("vpcs is not installed (make deps installs it): %v", err)
 	}
 	console := freeAddr(t)
 	_, port, _ := net.SplitHostPort(console)
