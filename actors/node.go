@@ -2,7 +2,6 @@ package actors
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"path/filepath"
@@ -12,7 +11,6 @@ import (
 	"sync/atomic"
 
 	"github.com/asynkron/protoactor-go/actor"
-	"github.com/google/uuid"
 
 	"labd/actors/console"
 	"labd/events"
@@ -434,42 +432,17 @@ func (a *nodeActor) dir() string {
 }
 
 // commit appends the events of one command to the node's subject, folds
-// them and publishes the snapshot; see projectActor.commit.
+// them and publishes the snapshot; see appendFold.
 func (a *nodeActor) commit(ds ...events.Data) error {
-	now := a.cfg.now()
-	evs := make([]events.Event, len(ds))
-	for i, d := range ds {
-		evs[i] = events.New(now, a.ref.ProjectID, a.ref.NodeID, d)
-	}
-	var expected uint64
+	var version uint64
 	if a.state != nil {
-		expected = a.state.Version
+		version = a.state.Version
 	}
-	cmdID := uuid.NewString()
-	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.StoreTimeout)
-	defer cancel()
-	last, err := a.cfg.Store.Append(ctx, a.subject, expected, cmdID, evs...)
-	switch {
-	case err == nil:
-	case errors.Is(err, events.ErrConflict):
-		a.stale = true
-		return &Error{Class: ErrConflict, Msg: fmt.Sprintf("node %s was changed by another writer; retry the request", a.ref.NodeID), Err: err}
-	case errors.Is(err, events.ErrTooLarge):
-		return &Error{Class: ErrInvalid, Msg: "the change is too large to be recorded", Err: err}
-	case errors.Is(err, events.ErrUnavailable):
-		a.stale = true
-		return Unavailable(err, "the event store is unavailable")
-	default:
-		a.stale = true
-		return fmt.Errorf("actors: append to %s: %w", a.subject, err)
-	}
-	next := a.state
-	for i, ev := range evs {
-		rec := events.Record{Event: ev, Seq: last - uint64(len(evs)-1-i), Subject: a.subject, MsgID: events.MsgID(cmdID, i)}
-		if next, err = replay.ApplyNode(next, rec); err != nil {
-			a.stale = true
-			return fmt.Errorf("actors: folding our own event: %w", err)
-		}
+	next, stale, err := appendFold(a.cfg, a.subject, a.ref.ProjectID, a.ref.NodeID, "node "+a.ref.NodeID,
+		a.state, version, replay.ApplyNode, ds)
+	a.stale = a.stale || stale
+	if err != nil {
+		return err
 	}
 	a.state = next
 	a.entry.snap.Store(next)

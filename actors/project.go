@@ -2,7 +2,6 @@ package actors
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -12,7 +11,6 @@ import (
 	"sync/atomic"
 
 	"github.com/asynkron/protoactor-go/actor"
-	"github.com/google/uuid"
 
 	"labd/events"
 	"labd/replay"
@@ -424,43 +422,14 @@ func (a *projectActor) allocateUDPPort() (int, error) {
 // it fails, state is unchanged; when the store cannot say whether the
 // events landed, the actor is marked stale.
 func (a *projectActor) commit(ds ...events.Data) error {
-	now := a.cfg.now()
-	evs := make([]events.Event, len(ds))
-	for i, d := range ds {
-		evs[i] = events.New(now, a.id, "", d)
-	}
-	var expected uint64
+	var version uint64
 	if a.state != nil {
-		expected = a.state.Version
+		version = a.state.Version
 	}
-	cmdID := uuid.NewString()
-	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.StoreTimeout)
-	defer cancel()
-	last, err := a.cfg.Store.Append(ctx, a.subject, expected, cmdID, evs...)
-	switch {
-	case err == nil:
-	case errors.Is(err, events.ErrConflict):
-		a.stale = true
-		return &Error{Class: ErrConflict, Msg: fmt.Sprintf("project %s was changed by another writer; retry the request", a.id), Err: err}
-	case errors.Is(err, events.ErrTooLarge):
-		// Refused before anything was stored: state is still exact.
-		return &Error{Class: ErrInvalid, Msg: "the change is too large to be recorded", Err: err}
-	case errors.Is(err, events.ErrUnavailable):
-		a.stale = true
-		return Unavailable(err, "the event store is unavailable")
-	default:
-		a.stale = true
-		return fmt.Errorf("actors: append to %s: %w", a.subject, err)
-	}
-	next := a.state
-	for i, ev := range evs {
-		rec := events.Record{Event: ev, Seq: last - uint64(len(evs)-1-i), Subject: a.subject, MsgID: events.MsgID(cmdID, i)}
-		if next, err = replay.ApplyProject(next, rec); err != nil {
-			// We decided an event our own fold refuses: a bug. The store
-			// has it now, so re-read rather than guess.
-			a.stale = true
-			return fmt.Errorf("actors: folding our own event: %w", err)
-		}
+	next, stale, err := appendFold(a.cfg, a.subject, a.id, "", "project "+a.id, a.state, version, replay.ApplyProject, ds)
+	a.stale = a.stale || stale
+	if err != nil {
+		return err
 	}
 	a.state = next
 	a.entry.snap.Store(next)
