@@ -51,3 +51,35 @@ func appendFold[S any](cfg *Config, subject, projectID, nodeID, what string, sta
 	}
 	return next, false, nil
 }
+
+// loadFold re-reads an aggregate's whole history from its subject and
+// folds it with apply; the zero S is "no history".
+func loadFold[S any](cfg *Config, subject string, apply func(S, events.Record) (S, error)) (S, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.StoreTimeout)
+	defer cancel()
+	var st S
+	_, err := cfg.Store.Load(ctx, subject, 1, func(r events.Record) error {
+		var err error
+		st, err = apply(st, r)
+		return err
+	})
+	return st, err
+}
+
+// admit is the start of serving a request in an aggregate's actor: a
+// request nobody waits for any more is not acted on, and a stale actor
+// re-folds first. It reports whether the request may be served; if not,
+// it has been answered.
+func admit(req *request, stale bool, refold func() error) bool {
+	if err := req.ctx.Err(); err != nil {
+		req.respond(nil, Unavailable(err, "the request was cancelled"))
+		return false
+	}
+	if stale {
+		if err := refold(); err != nil {
+			req.respond(nil, Unavailable(err, "the event store is unavailable"))
+			return false
+		}
+	}
+	return true
+}

@@ -370,15 +370,8 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 
 func (a *nodeActor) serve(req *request) {
 	defer req.recoverAndRespond(a.log)
-	if err := req.ctx.Err(); err != nil {
-		req.respond(nil, Unavailable(err, "the request was cancelled"))
+	if !admit(req, a.stale, a.refold) {
 		return
-	}
-	if a.stale {
-		if err := a.refold(); err != nil {
-			req.respond(nil, Unavailable(err, "the event store is unavailable"))
-			return
-		}
 	}
 	if a.state.Running() && a.rt.proc == nil {
 		// The history says a process runs that this actor does not own
@@ -451,14 +444,8 @@ func (a *nodeActor) commit(ds ...events.Data) error {
 
 // refold rebuilds the node's state from the store.
 func (a *nodeActor) refold() error {
-	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.StoreTimeout)
-	defer cancel()
-	var st *replay.Node
-	if _, err := a.cfg.Store.Load(ctx, a.subject, 1, func(r events.Record) error {
-		var err error
-		st, err = replay.ApplyNode(st, r)
-		return err
-	}); err != nil {
+	st, err := loadFold(a.cfg, a.subject, replay.ApplyNode)
+	if err != nil {
 		return err
 	}
 	if a.state.Exists() && (!st.Exists() || st.Console != a.state.Console) && a.state.Console != 0 {

@@ -282,16 +282,8 @@ func (a *projectActor) closeNodes() error {
 
 func (a *projectActor) serve(req *request) {
 	defer req.recoverAndRespond(a.log)
-	if err := req.ctx.Err(); err != nil {
-		// Nobody waits for the answer any more: do not act on it.
-		req.respond(nil, Unavailable(err, "the request was cancelled"))
+	if !admit(req, a.stale, a.refold) {
 		return
-	}
-	if a.stale {
-		if err := a.refold(); err != nil {
-			req.respond(nil, Unavailable(err, "the event store is unavailable"))
-			return
-		}
 	}
 	switch c := req.cmd.(type) {
 	case CreateProject:
@@ -449,14 +441,8 @@ func (a *projectActor) effectFailed(effect string, cause error) error {
 // refold rebuilds the state from the store and brings the port pool in
 // line with it.
 func (a *projectActor) refold() error {
-	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.StoreTimeout)
-	defer cancel()
-	var st *replay.Project
-	if _, err := a.cfg.Store.Load(ctx, a.subject, 1, func(r events.Record) error {
-		var err error
-		st, err = replay.ApplyProject(st, r)
-		return err
-	}); err != nil {
+	st, err := loadFold(a.cfg, a.subject, replay.ApplyProject)
+	if err != nil {
 		return err
 	}
 	var reserved []int
