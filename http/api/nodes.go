@@ -74,29 +74,40 @@ func (s *Server) getNode(param string, out func(*replay.Node) any) handler {
 	}
 }
 
+// runNode serves a request that is one node command: the command mk
+// builds from the route's parameters, a POST's body empty (or {}), the
+// reply written from the node as the command left it.
+func (s *Server) runNode(mk func(httprouter.Params) (actors.NodeCommand, error), reply func(http.ResponseWriter, *replay.Node)) handler {
+	return func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
+		cmd, err := mk(ps)
+		if err != nil {
+			return err
+		}
+		if r.Method == http.MethodPost {
+			if err := decodeBody(r, &struct{}{}, s.cfg.MaxBodyBytes, true); err != nil {
+				return err
+			}
+		}
+		n, err := s.cfg.Client.NodeDo(r.Context(), cmd)
+		if err != nil {
+			return err
+		}
+		reply(w, n)
+		return nil
+	}
+}
+
+func noContent(w http.ResponseWriter, _ *replay.Node) { w.WriteHeader(http.StatusNoContent) }
+
 // nodeLifecycleRoutes registers delete, start, stop, reload and suspend.
 // GNS3 2.2 answers a VPCS or QEMU start with 200 and the node; 1.5 with 204.
 func (s *Server) nodeLifecycleRoutes(base, param string, out func(*replay.Node) any, startReturnsNode bool) {
 	do := func(mk func(actors.NodeRef) actors.NodeCommand, reply func(http.ResponseWriter, *replay.Node)) handler {
-		return func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
+		return s.runNode(func(ps httprouter.Params) (actors.NodeCommand, error) {
 			ref, err := nodeRefParam(ps, param)
-			if err != nil {
-				return err
-			}
-			if r.Method == http.MethodPost {
-				if err := decodeBody(r, &struct{}{}, s.cfg.MaxBodyBytes, true); err != nil {
-					return err
-				}
-			}
-			n, err := s.cfg.Client.NodeDo(r.Context(), mk(ref))
-			if err != nil {
-				return err
-			}
-			reply(w, n)
-			return nil
-		}
+			return mk(ref), err
+		}, reply)
 	}
-	noContent := func(w http.ResponseWriter, _ *replay.Node) { w.WriteHeader(http.StatusNoContent) }
 	startReply := noContent
 	if startReturnsNode {
 		startReply = func(w http.ResponseWriter, n *replay.Node) { writeJSON(w, http.StatusOK, out(n)) }
@@ -245,17 +256,10 @@ func (s *Server) nodeLinkRoutes(base, param string) {
 			Filters: l.NIO.Filters, Suspend: &suspend})
 		return nil
 	})
-	s.route("DELETE", port+"/nio", func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
+	s.route("DELETE", port+"/nio", s.runNode(func(ps httprouter.Params) (actors.NodeCommand, error) {
 		ref, a, p, err := parse(ps)
-		if err != nil {
-			return err
-		}
-		if _, err := s.cfg.Client.NodeDo(r.Context(), actors.RemoveNIO{NodeRef: ref, Adapter: a, Port: p}); err != nil {
-			return err
-		}
-		w.WriteHeader(http.StatusNoContent)
-		return nil
-	})
+		return actors.RemoveNIO{NodeRef: ref, Adapter: a, Port: p}, err
+	}, noContent))
 	s.route("POST", port+"/start_capture", func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
 		ref, a, p, err := parse(ps)
 		if err != nil {
@@ -285,20 +289,10 @@ func (s *Server) nodeLinkRoutes(base, param string) {
 		writeJSON(w, http.StatusOK, map[string]string{"pcap_file_path": path})
 		return nil
 	})
-	s.route("POST", port+"/stop_capture", func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
+	s.route("POST", port+"/stop_capture", s.runNode(func(ps httprouter.Params) (actors.NodeCommand, error) {
 		ref, a, p, err := parse(ps)
-		if err != nil {
-			return err
-		}
-		if err := decodeBody(r, &struct{}{}, s.cfg.MaxBodyBytes, true); err != nil {
-			return err
-		}
-		if _, err := s.cfg.Client.NodeDo(r.Context(), actors.StopCapture{NodeRef: ref, Adapter: a, Port: p}); err != nil {
-			return err
-		}
-		w.WriteHeader(http.StatusNoContent)
-		return nil
-	})
+		return actors.StopCapture{NodeRef: ref, Adapter: a, Port: p}, err
+	}, noContent))
 	s.route("GET", port+"/pcap", func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
 		ref, a, p, err := parse(ps)
 		if err != nil {
@@ -348,18 +342,8 @@ func (s *Server) nodeConsoleRoutes(base, param string) {
 		c.Close(websocket.StatusNormalClosure, "")
 		return nil
 	})
-	s.route("POST", base+"/console/reset", func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
+	s.route("POST", base+"/console/reset", s.runNode(func(ps httprouter.Params) (actors.NodeCommand, error) {
 		ref, err := nodeRefParam(ps, param)
-		if err != nil {
-			return err
-		}
-		if err := decodeBody(r, &struct{}{}, s.cfg.MaxBodyBytes, true); err != nil {
-			return err
-		}
-		if _, err := s.cfg.Client.NodeDo(r.Context(), actors.ResetConsole{NodeRef: ref}); err != nil {
-			return err
-		}
-		w.WriteHeader(http.StatusNoContent)
-		return nil
-	})
+		return actors.ResetConsole{NodeRef: ref}, err
+	}, noContent))
 }

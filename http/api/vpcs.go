@@ -70,11 +70,38 @@ func (s *Server) v2VPCS(n *replay.Node) vpcsV2 {
 
 // vpcsCreateV1 is the body of POST /v1/projects/{project_id}/vpcs/vms.
 type vpcsCreateV1 struct {
-	Name              field[string]    `json:"name"`
 	VMID              field[string]    `json:"vm_id"`
-	Console           nullable[int]    `json:"console"`
-	StartupScript     nullable[string] `json:"startup_script"`
 	StartupScriptPath nullable[string] `json:"startup_script_path"`
+	vpcsCreateCommon
+}
+
+// vpcsCreateCommon are the members both versions' creates share.
+type vpcsCreateCommon struct {
+	Name          field[string]    `json:"name"`
+	Console       nullable[int]    `json:"console"`
+	StartupScript nullable[string] `json:"startup_script"`
+}
+
+// command checks the shared members and returns the create command of
+// node id (a fresh one if absent) in project pid.
+func (c vpcsCreateCommon) command(pid string, id field[string], what string) (actors.CreateNode, error) {
+	cmd := actors.CreateNode{Kind: actors.KindVPCS}
+	var err error
+	if cmd.NodeRef, err = newNodeRef(pid, id, what); err != nil {
+		return cmd, err
+	}
+	name, err := checkNodeName(c.Name, true)
+	if err != nil {
+		return cmd, err
+	}
+	cmd.Name = *name
+	if cmd.Console, err = checkConsole(c.Console); err != nil {
+		return cmd, err
+	}
+	if c.StartupScript.Set && !c.StartupScript.Null {
+		cmd.StartupScript = &c.StartupScript.Value
+	}
+	return cmd, nil
 }
 
 // vpcsUpdateV1 is the body of PUT /v1/projects/{project_id}/vpcs/vms/{vm_id}.
@@ -87,11 +114,9 @@ type vpcsUpdateV1 struct {
 
 // vpcsCreateV2 is the body of POST /v2/compute/projects/{project_id}/vpcs/nodes.
 type vpcsCreateV2 struct {
-	Name          field[string]    `json:"name"`
-	NodeID        field[string]    `json:"node_id"`
-	Console       nullable[int]    `json:"console"`
-	ConsoleType   field[string]    `json:"console_type"`
-	StartupScript nullable[string] `json:"startup_script"`
+	NodeID      field[string] `json:"node_id"`
+	ConsoleType field[string] `json:"console_type"`
+	vpcsCreateCommon
 }
 
 // vpcsUpdateV2 is the body of PUT .../vpcs/nodes/{node_id}.
@@ -153,21 +178,11 @@ func (s *Server) vpcsRoutes() {
 		if err := decodeBody(r, &body, s.cfg.MaxBodyBytes, false); err != nil {
 			return err
 		}
-		cmd := actors.CreateNode{Kind: actors.KindVPCS, ConsoleType: actors.ConsoleTelnet}
-		if cmd.NodeRef, err = newNodeRef(pid, body.VMID, "VM"); err != nil {
-			return err
-		}
-		name, err := checkNodeName(body.Name, true)
+		cmd, err := body.command(pid, body.VMID, "VM")
 		if err != nil {
 			return err
 		}
-		cmd.Name = *name
-		if cmd.Console, err = checkConsole(body.Console); err != nil {
-			return err
-		}
-		if body.StartupScript.Set && !body.StartupScript.Null {
-			cmd.StartupScript = &body.StartupScript.Value
-		}
+		cmd.ConsoleType = actors.ConsoleTelnet
 		n, err := s.cfg.Client.CreateNode(r.Context(), cmd)
 		if err != nil {
 			return err
@@ -184,23 +199,12 @@ func (s *Server) vpcsRoutes() {
 		if err := decodeBody(r, &body, s.cfg.MaxBodyBytes, false); err != nil {
 			return err
 		}
-		cmd := actors.CreateNode{Kind: actors.KindVPCS}
-		if cmd.NodeRef, err = newNodeRef(pid, body.NodeID, "Node"); err != nil {
-			return err
-		}
-		name, err := checkNodeName(body.Name, true)
+		cmd, err := body.command(pid, body.NodeID, "Node")
 		if err != nil {
-			return err
-		}
-		cmd.Name = *name
-		if cmd.Console, err = checkConsole(body.Console); err != nil {
 			return err
 		}
 		if cmd.ConsoleType, err = checkConsoleType(body.ConsoleType); err != nil {
 			return err
-		}
-		if body.StartupScript.Set && !body.StartupScript.Null {
-			cmd.StartupScript = &body.StartupScript.Value
 		}
 		n, err := s.cfg.Client.CreateNode(r.Context(), cmd)
 		if err != nil {
