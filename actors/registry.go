@@ -44,11 +44,12 @@ func (r *registry) Receive(ctx actor.Context) {
 	case *actor.Started:
 		if st := r.initial; st != nil {
 			r.initial = nil
+			nodes := st.NodesByProject()
 			for id, p := range st.Projects {
 				if p.IsOpen() {
-					r.spawn(ctx, id, p, st.ProjectNodes(id))
+					r.spawn(ctx, id, p, nodes[id])
 				} else {
-					r.tombstones[id] = tomb{p, st.ProjectNodes(id)}
+					r.tombstones[id] = tomb{p, nodes[id]}
 				}
 			}
 			close(r.ready)

@@ -167,15 +167,16 @@ func (s *State) ConsolePorts() []int {
 	return ports
 }
 
-// ProjectNodes returns the nodes of a project with history, by id.
-func (s *State) ProjectNodes(projectID string) []*Node {
-	var out []*Node
+// NodesByProject returns the nodes with history of every project, each
+// project's by id: one pass, for a startup that spawns every project.
+func (s *State) NodesByProject() map[string][]*Node {
+	out := map[string][]*Node{}
 	for _, n := range s.Nodes {
-		if n.ProjectID == projectID {
-			out = append(out, n)
-		}
+		out[n.ProjectID] = append(out[n.ProjectID], n)
 	}
-	slices.SortFunc(out, func(a, b *Node) int { return strings.Compare(a.ID, b.ID) })
+	for _, ns := range out {
+		slices.SortFunc(ns, func(a, b *Node) int { return strings.Compare(a.ID, b.ID) })
+	}
 	return out
 }
 
