@@ -139,20 +139,34 @@ func handshake(ctx context.Context, conn net.Conn) (*Client, error) {
 	return c, nil
 }
 
-// readGreeting reads the first line before the reader starts, with ctx
-// turned into a read deadline.
+// readGreeting reads lines up to the greeting before the reader starts,
+// with ctx turned into a read deadline. QEMU sends the greeting from its
+// main loop after accepting the connection, so an event raised in between
+// (RESUME when the machine starts, typically) can come first: such events
+// are queued like any later one, not mistaken for a broken peer.
 func (c *Client) readGreeting(ctx context.Context) (Version, error) {
-	var line []byte
+	var v Version
 	err := withDeadline(ctx, c.conn.SetReadDeadline, func() error {
-		var err error
-		line, err = c.lines.next()
-		return err
+		for range maxEventsBeforeGreeting + 1 {
+			line, err := c.lines.next()
+			if err != nil {
+				return fmt.Errorf("read greeting: %w", err)
+			}
+			if m, err := parseMessage(line); err == nil && m.isEvent() {
+				c.queueEvent(m.event())
+				continue
+			}
+			v, err = parseGreeting(line)
+			return err
+		}
+		return fmt.Errorf("no greeting after %d events", maxEventsBeforeGreeting)
 	})
-	if err != nil {
-		return Version{}, fmt.Errorf("read greeting: %w", err)
-	}
-	return parseGreeting(line)
+	return v, err
 }
+
+// maxEventsBeforeGreeting bounds how many events a peer may send before
+// its greeting; one that sends more is not a QMP server.
+const maxEventsBeforeGreeting = 16
 
 // Version returns the QEMU version announced in the greeting.
 func (c *Client) Version() Version { return c.version }

@@ -150,6 +150,34 @@ func TestFakeHandshake(t *testing.T) {
 	}
 }
 
+// QEMU sends the greeting from its main loop after accepting, so an event
+// (RESUME as the machine starts) can come first; CI saw it on real QEMU.
+func TestFakeEventBeforeGreetingIsQueued(t *testing.T) {
+	checkNoGoroutineLeak(t)
+	f, conn := newFakeConn(t)
+	result := goNew(t, conn)
+	f.send(`{"timestamp": {"seconds": 1795356358, "microseconds": 898011}, "event": "RESUME"}`)
+	f.send(testGreeting)
+	cmd := f.recv()
+	if cmd.Execute != "qmp_capabilities" {
+		t.Fatalf("first command %+v, want qmp_capabilities", cmd)
+	}
+	f.reply(cmd, `{}`)
+	r := <-result
+	if r.err != nil {
+		t.Fatalf("New: %v", r.err)
+	}
+	defer r.c.Close()
+	select {
+	case ev := <-r.c.Events():
+		if ev.Name != "RESUME" || ev.Time.Unix() != 1795356358 {
+			t.Fatalf("event %+v, want the RESUME sent before the greeting", ev)
+		}
+	case <-time.After(testTimeout):
+		t.Fatal("the event sent before the greeting was lost")
+	}
+}
+
 func TestFakeHandshakeFailures(t *testing.T) {
 	t.Run("no greeting", func(t *testing.T) {
 		checkNoGoroutineLeak(t)
@@ -161,6 +189,21 @@ func TestFakeHandshakeFailures(t *testing.T) {
 		}
 		if _, err := f.r.ReadByte(); err == nil {
 			t.Fatal("New left the connection open")
+		}
+	})
+	t.Run("only events", func(t *testing.T) {
+		checkNoGoroutineLeak(t)
+		f, conn := newFakeConn(t)
+		result := goNew(t, conn)
+		go func() {
+			for range maxEventsBeforeGreeting + 1 {
+				if _, err := fmt.Fprintf(f.conn, "{\"event\": \"RESET\"}\n"); err != nil {
+					return
+				}
+			}
+		}()
+		if r := <-result; r.err == nil || !strings.Contains(r.err.Error(), "no greeting") {
+			t.Fatalf("New = %v, want a no-greeting error", r.err)
 		}
 	})
 	t.Run("negotiation refused", func(t *testing.T) {
