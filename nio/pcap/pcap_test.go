@@ -288,6 +288,12 @@ func TestCloseStopsFlusher(t *testing.T) {
 			t.Fatalf("second Close: %v", err)
 		}
 	}
+	// Goroutines of earlier tests may still be on their way out: wait a
+	// little for the count to settle, but 20 leaked flushers never would.
+	deadline := time.Now().Add(2 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
 	if after := runtime.NumGoroutine(); after > before {
 		t.Fatalf("%d goroutines after closing 20 captures, %d before", after, before)
 	}
