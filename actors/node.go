@@ -13,6 +13,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 
 	"labd/actors/console"
+	"labd/actors/qemu"
 	"labd/events"
 	"labd/nio/pcap"
 	"labd/replay"
@@ -36,11 +37,15 @@ type NodeCommand interface {
 }
 
 // Node kinds labd runs.
-const KindVPCS = "vpcs"
+const (
+	KindVPCS = "vpcs"
+	KindQEMU = "qemu"
+)
 
 // Console types.
 const (
 	ConsoleTelnet = "telnet"
+	ConsoleVNC    = "vnc"
 	ConsoleNone   = "none"
 )
 
@@ -53,6 +58,8 @@ type CreateNode struct {
 	Console       *int
 	ConsoleType   string
 	StartupScript *string
+	// QEMU holds a QEMU node's properties (nil: the defaults).
+	QEMU *qemu.Patch
 
 	macID int // chosen by the project actor
 }
@@ -64,6 +71,8 @@ type UpdateNode struct {
 	Console       *int
 	ConsoleType   *string
 	StartupScript *string
+	// QEMU changes a QEMU node's properties.
+	QEMU *qemu.Patch
 }
 
 // DeleteNode stops a node and deletes it with its directory.
@@ -78,8 +87,12 @@ type StopNode struct{ NodeRef }
 // ReloadNode stops and starts a node.
 type ReloadNode struct{ NodeRef }
 
-// SuspendNode suspends a node (a no-op for VPCS).
+// SuspendNode pauses a running node (QEMU's stop; a no-op for VPCS, as in
+// GNS3).
 type SuspendNode struct{ NodeRef }
+
+// ResumeNode resumes a suspended node.
+type ResumeNode struct{ NodeRef }
 
 // DuplicateNode copies a node's files into another node of the project,
 // which must exist already (GNS3 2.2).
@@ -355,11 +368,13 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 		}
 	case processExited:
 		a.exited(m.p)
+	case qmpEvent:
+		a.qmpEvent(m)
 	case *actor.Stopping:
 		// labd stops (or the project actor went away): stop the node as
 		// GNS3 does, and say so in the history.
 		if a.rt.proc != nil {
-			a.teardown(true)
+			a.teardown(stopClosing)
 			if err := a.commit(events.NodeStopped{Reason: events.StopShutdown}); err != nil {
 				a.log.Error("could not record the node's stop", "err", err)
 			}
@@ -398,7 +413,9 @@ func (a *nodeActor) serve(req *request) {
 	case ReloadNode:
 		req.respond(a.reload())
 	case SuspendNode:
-		req.respond(a.state, nil) // VPCS cannot be suspended; GNS3 answers 204
+		req.respond(a.suspend())
+	case ResumeNode:
+		req.respond(a.resume())
 	case copyInto:
 		req.respond(a.copyFrom(c.from))
 	case AddNIO:

@@ -1,7 +1,9 @@
 package actors
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -10,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"labd/actors/qemu"
 	"labd/actors/vpcs"
 	"labd/events"
 	"labd/nio"
@@ -17,11 +20,19 @@ import (
 	"labd/replay"
 )
 
-// nodePorts are the ports a node kind has, as adapter/port pairs.
-func nodePorts(kind string) [][2]int {
-	switch kind {
+// ports are the node's ports, as adapter/port pairs: VPCS has one, a
+// QEMU node one per adapter.
+func (a *nodeActor) ports() [][2]int {
+	switch a.state.Kind {
 	case KindVPCS:
 		return [][2]int{{0, 0}}
+	case KindQEMU:
+		c := qemuConfigOf(a.state)
+		ports := make([][2]int, c.Adapters)
+		for i := range ports {
+			ports[i] = [2]int{i, 0}
+		}
+		return ports
 	}
 	return nil
 }
@@ -29,27 +40,33 @@ func nodePorts(kind string) [][2]int {
 // checkPort refuses an adapter or port the node does not have, in GNS3's
 // words.
 func (a *nodeActor) checkPort(adapter, port int) error {
-	for _, p := range nodePorts(a.state.Kind) {
+	ports := a.ports()
+	for _, p := range ports {
 		if p == [2]int{adapter, port} {
 			return nil
 		}
 	}
-	for _, p := range nodePorts(a.state.Kind) {
+	for _, p := range ports {
 		if p[0] == adapter {
 			return Conflict("Port %d doesn't exist on adapter %d", port, adapter)
 		}
 	}
-	return Conflict("Adapter %d doesn't exist on %s node %s", adapter, strings.ToUpper(a.state.Kind), a.state.Name)
+	return Conflict("Adapter %d doesn't exist on %s node %s", adapter, kindName(a.state.Kind), a.state.Name)
 }
 
 // takeConsole reserves the wanted console port, or another free one when it
 // is taken or outside the range (GNS3 does the same and the response says
 // which port the node got).
-func (a *nodeActor) takeConsole(want int) (int, error) {
-	if want != 0 && a.cfg.ConsolePorts.Range().Contains(want) && a.cfg.ConsolePorts.Reserve(want) == nil {
+func (a *nodeActor) takeConsole(want int, consoleType string) (int, error) {
+	rng := a.cfg.ConsolePorts.Range()
+	if consoleType == ConsoleVNC {
+		// QEMU serves VNC display port-5900.
+		rng = a.cfg.VNCPorts
+	}
+	if want != 0 && rng.Contains(want) && a.cfg.ConsolePorts.Range().Contains(want) && a.cfg.ConsolePorts.Reserve(want) == nil {
 		return want, nil
 	}
-	port, err := a.cfg.ConsolePorts.Allocate()
+	port, err := a.cfg.ConsolePorts.AllocateIn(rng)
 	if err != nil {
 		return 0, &Error{Class: ErrConflict, Msg: err.Error(), Err: err}
 	}
@@ -64,6 +81,17 @@ func (a *nodeActor) create(c CreateNode) (*replay.Node, error) {
 	if consoleType == "" {
 		consoleType = ConsoleTelnet
 	}
+	var props json.RawMessage
+	if c.Kind == KindQEMU {
+		patch := qemu.Patch{}
+		if c.QEMU != nil {
+			patch = *c.QEMU
+		}
+		var err error
+		if props, err = a.qemuSettle(qemu.Default(), patch, consoleType, nil); err != nil {
+			return nil, err
+		}
+	}
 	port := 0
 	if consoleType != ConsoleNone {
 		want := 0
@@ -71,11 +99,11 @@ func (a *nodeActor) create(c CreateNode) (*replay.Node, error) {
 			want = *c.Console
 		}
 		var err error
-		if port, err = a.takeConsole(want); err != nil {
+		if port, err = a.takeConsole(want, consoleType); err != nil {
 			return nil, err
 		}
 	}
-	if err := a.commit(events.NodeCreated{Kind: c.Kind, Name: c.Name, Console: port, ConsoleType: consoleType, MACID: c.macID}); err != nil {
+	if err := a.commit(events.NodeCreated{Kind: c.Kind, Name: c.Name, Console: port, ConsoleType: consoleType, MACID: c.macID, Properties: props}); err != nil {
 		if port != 0 {
 			a.cfg.ConsolePorts.Release(port)
 		}
@@ -97,24 +125,39 @@ func (a *nodeActor) create(c CreateNode) (*replay.Node, error) {
 }
 
 func (a *nodeActor) update(c UpdateNode) (*replay.Node, error) {
-	next := events.NodeUpdated{Name: a.state.Name, Console: a.state.Console, ConsoleType: a.state.ConsoleType}
+	old := a.state
+	next := events.NodeUpdated{Name: old.Name, Console: old.Console, ConsoleType: old.ConsoleType}
 	if c.Name != nil {
 		next.Name = *c.Name
 	}
 	if c.ConsoleType != nil {
 		next.ConsoleType = *c.ConsoleType
 	}
+	if old.Kind == KindQEMU && (c.QEMU != nil || next.ConsoleType != old.ConsoleType) {
+		patch := qemu.Patch{}
+		if c.QEMU != nil {
+			patch = *c.QEMU
+		}
+		props, err := a.qemuSettle(qemuConfigOf(old), patch, next.ConsoleType, old.Links)
+		if err != nil {
+			return nil, err
+		}
+		if !bytes.Equal(props, old.Properties) {
+			next.Properties = props
+		}
+	}
 	newPort := 0 // a port reserved by this update
 	switch {
 	case next.ConsoleType == ConsoleNone:
 		next.Console = 0
-	case c.Console != nil && *c.Console != a.state.Console, next.Console == 0:
+	case c.Console != nil && *c.Console != old.Console, next.Console == 0,
+		next.ConsoleType == ConsoleVNC && !a.cfg.VNCPorts.Contains(next.Console):
 		want := 0
 		if c.Console != nil {
 			want = *c.Console
 		}
 		var err error
-		if newPort, err = a.takeConsole(want); err != nil {
+		if newPort, err = a.takeConsole(want, next.ConsoleType); err != nil {
 			return nil, err
 		}
 		next.Console = newPort
@@ -128,10 +171,9 @@ func (a *nodeActor) update(c UpdateNode) (*replay.Node, error) {
 			return nil, fmt.Errorf("actors: write the startup script: %w", err)
 		}
 	}
-	if next == (events.NodeUpdated{Name: a.state.Name, Console: a.state.Console, ConsoleType: a.state.ConsoleType}) {
+	if next.Name == old.Name && next.Console == old.Console && next.ConsoleType == old.ConsoleType && next.Properties == nil {
 		return a.state, nil
 	}
-	old := a.state
 	if err := a.commit(next); err != nil {
 		if newPort != 0 {
 			a.cfg.ConsolePorts.Release(newPort)
@@ -141,7 +183,7 @@ func (a *nodeActor) update(c UpdateNode) (*replay.Node, error) {
 	if old.Console != 0 && old.Console != next.Console {
 		a.cfg.ConsolePorts.Release(old.Console)
 	}
-	if next.Name != old.Name && c.StartupScript == nil {
+	if old.Kind == KindVPCS && next.Name != old.Name && c.StartupScript == nil {
 		if err := vpcs.Rename(dir, next.Name); err != nil {
 			return a.state, a.effectFailed("rename the node in its startup script", err)
 		}
@@ -157,7 +199,7 @@ func (a *nodeActor) update(c UpdateNode) (*replay.Node, error) {
 // remove deletes (NodeDeleted) or closes (NodeClosed) the node.
 func (a *nodeActor) remove(d events.Data) error {
 	if a.rt.proc != nil {
-		code := a.teardown(true)
+		code := a.teardown(stopClosing)
 		if err := a.commit(events.NodeStopped{Reason: events.StopRequested, ExitCode: &code}); err != nil {
 			return err
 		}
@@ -181,7 +223,8 @@ func (a *nodeActor) remove(d events.Data) error {
 
 func (a *nodeActor) start() (*replay.Node, error) {
 	if a.rt.proc != nil {
-		return a.state, nil
+		// GNS3 resumes a suspended node it is asked to start.
+		return a.resume()
 	}
 	started, err := a.launch()
 	if err != nil {
@@ -192,7 +235,7 @@ func (a *nodeActor) start() (*replay.Node, error) {
 	}
 	if err := a.commit(started); err != nil {
 		// Unrecorded, it must not run: the history never lacks a process.
-		a.teardown(true)
+		a.teardown(stopKill)
 		return nil, err
 	}
 	return a.state, nil
@@ -202,7 +245,7 @@ func (a *nodeActor) stop() (*replay.Node, error) {
 	if a.rt.proc == nil {
 		return a.state, nil
 	}
-	code := a.teardown(true)
+	code := a.teardown(stopRequest)
 	if err := a.commit(events.NodeStopped{Reason: events.StopRequested, ExitCode: &code}); err != nil {
 		return nil, err
 	}
@@ -210,6 +253,9 @@ func (a *nodeActor) stop() (*replay.Node, error) {
 }
 
 func (a *nodeActor) reload() (*replay.Node, error) {
+	if a.rt.qemu != nil {
+		return a.qemuReload()
+	}
 	if _, err := a.stop(); err != nil {
 		return nil, err
 	}
@@ -221,11 +267,16 @@ func (a *nodeActor) exited(p *process) {
 	if a.rt.proc != p {
 		return // a process already stopped on request
 	}
-	code := a.teardown(false)
-	what := strings.ToUpper(a.state.Kind)
-	msg := describeExit(what, code, logTail(p.log, 2048))
-	a.log.Warn("node process exited unexpectedly", "exit_code", code)
-	if err := a.commit(events.NodeStopped{Reason: events.StopExited, ExitCode: &code, Message: msg}); err != nil {
+	guest := a.rt.qemu != nil && a.rt.qemu.guestShutdown
+	code := a.teardown(stopWait)
+	reason, msg := events.StopExited, describeExit(kindName(a.state.Kind), code, logTail(p.log, 2048))
+	if guest {
+		reason, msg = events.StopGuestShutdown, fmt.Sprintf("The guest of %s powered itself off; QEMU exited with code %d", a.state.Name, code)
+		a.log.Info("the guest powered off", "exit_code", code)
+	} else {
+		a.log.Warn("node process exited unexpectedly", "exit_code", code)
+	}
+	if err := a.commit(events.NodeStopped{Reason: reason, ExitCode: &code, Message: msg}); err != nil {
 		a.log.Error("could not record the node's exit", "err", err)
 	}
 }
@@ -303,6 +354,7 @@ func (a *nodeActor) addNIO(adapter, port int, n events.NIO) (*replay.Node, error
 		}
 		return nil, err
 	}
+	a.qemuLinkChanged(adapter, port)
 	return a.state, nil
 }
 
@@ -321,6 +373,9 @@ func (a *nodeActor) replaceNIO(old replay.Link, n events.NIO, filters *nio.Filte
 	if br != nil {
 		br.SetFilters(filters)
 		br.SetSuspended(n.Suspend)
+	}
+	if old.NIO.Suspend != n.Suspend {
+		a.qemuLinkChanged(old.Adapter, old.Port)
 	}
 	return a.state, nil
 }
@@ -355,6 +410,7 @@ func (a *nodeActor) removeNIO(adapter, port int) (*replay.Node, error) {
 	if br := a.rt.bridges[[2]int{adapter, port}]; br != nil {
 		br.Detach()
 	}
+	a.qemuLinkChanged(adapter, port)
 	return a.state, nil
 }
 

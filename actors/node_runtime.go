@@ -33,6 +33,15 @@ type runtime struct {
 	bridges         map[[2]int]*nio.Bridge
 	proxy           *console.Proxy
 	captures        map[[2]int]*pcap.Capture
+	qemu            *qemuRun // QEMU nodes only
+}
+
+// launchSpec is a kind's part of a start: the program, its arguments, the
+// log file its output goes to (in the node directory).
+type launchSpec struct {
+	bin  string
+	args []string
+	log  string
 }
 
 // launch starts the node's process, its bridges and its console, and
@@ -42,27 +51,15 @@ func (a *nodeActor) launch() (ev events.NodeStarted, err error) {
 	rt := runtime{bridges: map[[2]int]*nio.Bridge{}, captures: a.rt.captures}
 	defer func() {
 		if err != nil {
-			a.rt.proc = rt.proc
-			a.rt.tunnels, a.rt.bridges, a.rt.proxy, a.rt.internalConsole = rt.tunnels, rt.bridges, rt.proxy, rt.internalConsole
-			a.teardown(true)
+			a.rt = rt
+			a.teardown(stopKill)
 		}
 	}()
-	bin, err := exec.LookPath(a.cfg.VPCSPath)
-	if err != nil {
-		return ev, Conflict("VPCS executable %q not found: %v", a.cfg.VPCSPath, err)
-	}
-	version, err := vpcs.Detect(context.Background(), bin)
-	if err != nil {
-		return ev, Conflict("%s is not a usable VPCS: %v", bin, err)
-	}
 	dir := a.dir()
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return ev, fmt.Errorf("actors: node directory: %w", err)
 	}
-	if rt.internalConsole, err = freeTCPPort(); err != nil {
-		return ev, Conflict("no internal console port: %v", err)
-	}
-	for _, p := range nodePorts(a.state.Kind) {
+	for _, p := range a.ports() {
 		t := events.Tunnel{Adapter: p[0], Port: p[1]}
 		if t.NodePort, err = a.cfg.UDPPorts.Allocate(); err != nil {
 			return ev, &Error{Class: ErrConflict, Msg: err.Error(), Err: err}
@@ -73,12 +70,16 @@ func (a *nodeActor) launch() (ev events.NodeStarted, err error) {
 		}
 		rt.tunnels = append(rt.tunnels, t)
 	}
-	_, hasScript, _ := vpcs.ReadScript(dir)
-	t0 := rt.tunnels[0]
-	args := vpcs.Args(version, vpcs.Options{
-		Console: rt.internalConsole, MACID: a.state.MACID,
-		LocalPort: t0.NodePort, RemotePort: t0.BridgePort, Script: hasScript,
-	})
+	var spec launchSpec
+	switch a.state.Kind {
+	case KindQEMU:
+		spec, err = a.qemuCommand(&rt)
+	default:
+		spec, err = a.vpcsCommand(&rt)
+	}
+	if err != nil {
+		return ev, err
+	}
 	// The bridges first: the node's first frames must find them.
 	loopback := netip.MustParseAddr("127.0.0.1")
 	for _, t := range rt.tunnels {
@@ -104,8 +105,13 @@ func (a *nodeActor) launch() (ev events.NodeStarted, err error) {
 			br.SetCapture(cp)
 		}
 	}
-	if rt.proc, err = startProcess(bin, args, dir, filepath.Join(dir, vpcs.LogName)); err != nil {
-		return ev, Conflict("could not start VPCS: %v", err)
+	if rt.proc, err = startProcess(spec.bin, spec.args, dir, filepath.Join(dir, spec.log)); err != nil {
+		return ev, Conflict("could not start %s: %v", kindName(a.state.Kind), err)
+	}
+	if rt.qemu != nil {
+		if err := a.qemuAttach(&rt); err != nil {
+			return ev, err
+		}
 	}
 	if a.state.ConsoleType == ConsoleTelnet && a.state.Console != 0 {
 		if rt.proxy, err = a.openConsole(rt.proc, rt.internalConsole, a.state.Console); err != nil {
@@ -114,17 +120,64 @@ func (a *nodeActor) launch() (ev events.NodeStarted, err error) {
 	}
 	p := rt.proc
 	sys, self := a.sys, a.self
-	go func() {
-		<-p.done
-		sys.Root.Send(self, processExited{p})
-	}()
+	if rt.qemu != nil {
+		// One goroutine sends the QMP events, then the exit: a guest's
+		// SHUTDOWN reaches the actor before the exit it explains.
+		qc := rt.qemu.qmp
+		go func() {
+			for ev := range qc.Events() {
+				sys.Root.Send(self, qmpEvent{p: p, ev: ev})
+			}
+			<-p.done
+			sys.Root.Send(self, processExited{p})
+		}()
+	} else {
+		go func() {
+			<-p.done
+			sys.Root.Send(self, processExited{p})
+		}()
+	}
 	a.rt = rt
 	a.publishLive()
-	return events.NodeStarted{
+	ev = events.NodeStarted{
 		PID: p.pid, ProcStart: p.startTime,
-		CommandLine:     strings.Join(append([]string{bin}, args...), " "),
+		CommandLine:     strings.Join(append([]string{spec.bin}, spec.args...), " "),
 		InternalConsole: rt.internalConsole, Tunnels: rt.tunnels,
-	}, nil
+	}
+	if rt.qemu != nil {
+		ev.QMP = rt.qemu.qmpPath
+	}
+	return ev, nil
+}
+
+// vpcsCommand is VPCS's part of a start.
+func (a *nodeActor) vpcsCommand(rt *runtime) (launchSpec, error) {
+	bin, err := exec.LookPath(a.cfg.VPCSPath)
+	if err != nil {
+		return launchSpec{}, Conflict("VPCS executable %q not found: %v", a.cfg.VPCSPath, err)
+	}
+	version, err := vpcs.Detect(context.Background(), bin)
+	if err != nil {
+		return launchSpec{}, Conflict("%s is not a usable VPCS: %v", bin, err)
+	}
+	if rt.internalConsole, err = freeTCPPort(); err != nil {
+		return launchSpec{}, Conflict("no internal console port: %v", err)
+	}
+	_, hasScript, _ := vpcs.ReadScript(a.dir())
+	t0 := rt.tunnels[0]
+	args := vpcs.Args(version, vpcs.Options{
+		Console: rt.internalConsole, MACID: a.state.MACID,
+		LocalPort: t0.NodePort, RemotePort: t0.BridgePort, Script: hasScript,
+	})
+	return launchSpec{bin: bin, args: args, log: vpcs.LogName}, nil
+}
+
+// kindName is a node kind as messages name it.
+func kindName(kind string) string {
+	if kind == KindQEMU {
+		return "QEMU"
+	}
+	return strings.ToUpper(kind)
 }
 
 // openConsole serves the public console port, once the process listens on
@@ -198,26 +251,45 @@ func (a *nodeActor) nioAddrs(n events.NIO) (local, remote netip.AddrPort, err er
 	return netip.AddrPortFrom(host, uint16(n.LPort)), netip.AddrPortFrom(ips[0].Unmap(), uint16(n.RPort)), nil
 }
 
-// teardown stops the console, the bridges and (when kill) the process,
-// releases the ports of the run and returns the process's exit code.
-func (a *nodeActor) teardown(kill bool) int {
+// How teardown ends a node's process.
+type stopMode int
+
+const (
+	stopWait    stopMode = iota // it has ended by itself: wait for it
+	stopKill                    // end it at once (SIGTERM, then SIGKILL)
+	stopRequest                 // end it the kind's way (QEMU: on_close)
+	stopClosing                 // as stopRequest, without waiting for a guest (project close, labd stop)
+)
+
+// teardown stops the process, then the console and the bridges, releases
+// the ports of the run and returns the process's exit code.
+func (a *nodeActor) teardown(mode stopMode) int {
 	rt := &a.rt
-	if rt.proxy != nil {
-		_ = rt.proxy.Close()
-		rt.proxy = nil
-	}
 	code := 0
 	if rt.proc != nil {
-		if kill {
-			rt.proc.stop(stopGrace)
-		} else {
+		switch {
+		case mode == stopWait:
 			<-rt.proc.done
+		case rt.qemu != nil && mode != stopKill:
+			a.qemuStop(mode == stopClosing)
+		default:
+			rt.proc.stop(stopGrace)
 		}
 		code = rt.proc.exitCode()
 		rt.proc = nil
 		if n := killStragglers(a.dir()); n > 0 {
 			a.log.Info("killed processes the node left behind", "count", n)
 		}
+	}
+	// The console stays up until the process is gone: its clients see a
+	// guest shut down.
+	if rt.proxy != nil {
+		_ = rt.proxy.Close()
+		rt.proxy = nil
+	}
+	if rt.qemu != nil {
+		rt.qemu.close()
+		rt.qemu = nil
 	}
 	for key, br := range rt.bridges {
 		_ = br.Close()

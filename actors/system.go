@@ -16,6 +16,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
+	"labd/actors/qemu"
 	"labd/events"
 	"labd/nio"
 	"labd/replay"
@@ -40,6 +41,19 @@ type Config struct {
 	// VPCSPath is the VPCS program, a name looked up in PATH or a path;
 	// empty means "vpcs".
 	VPCSPath string
+	// VNCPorts is the part of the console range VNC consoles take their
+	// ports from (QEMU serves display port-5900); zero means 5900-10000,
+	// GNS3's vnc_console_port_range.
+	VNCPorts nio.PortRange
+	// Images is the image store QEMU nodes' image properties are
+	// resolved in.
+	Images qemu.Images
+	// QEMU finds the QEMU binaries a node may run.
+	QEMU qemu.Finder
+	// QEMUShutdownTimeout bounds how long a stop with on_close
+	// shutdown_signal waits for the guest to power off before QEMU is
+	// told to quit; zero means 120 s, as GNS3.
+	QEMUShutdownTimeout time.Duration
 	// Plane joins the bridges of links whose two ends are nodes of this
 	// daemon, so their frames do not cross loopback twice; nil means a
 	// plane of its own.
@@ -80,6 +94,12 @@ func Start(cfg Config, st *replay.State) (*Client, error) {
 	}
 	if cfg.Plane == nil {
 		cfg.Plane = nio.NewPlane()
+	}
+	if cfg.VNCPorts == (nio.PortRange{}) {
+		cfg.VNCPorts = nio.PortRange{First: 5900, Last: 10000}
+	}
+	if cfg.QEMUShutdownTimeout == 0 {
+		cfg.QEMUShutdownTimeout = 120 * time.Second
 	}
 
 	if cfg.Now == nil {

@@ -49,6 +49,9 @@ var payloads = map[Type]payload{
 	TypeNIORemoved:       payloadOf[NIORemoved](1),
 	TypeCaptureStarted:   payloadOf[CaptureStarted](1),
 	TypeCaptureStopped:   payloadOf[CaptureStopped](1),
+	TypeNodeSuspended:    payloadOf[NodeSuspended](1),
+	TypeNodeResumed:      payloadOf[NodeResumed](1),
+	TypeNodeReset:        payloadOf[NodeReset](1),
 }
 
 func payloadOf[T Data](schema int) payload {

@@ -1,6 +1,7 @@
 package events_test
 
 import (
+	"encoding/json"
 	"errors"
 	"reflect"
 	"slices"
@@ -30,10 +31,14 @@ func samples() map[events.Type]events.Data {
 		events.TypeUDPPortAllocated: events.UDPPortAllocated{Port: 20001},
 		events.TypeFileWritten:      events.FileWritten{Path: "configs/r1.cfg", Size: 12, MD5Sum: "ad0234829205b9033196ba818f7a872b"},
 		events.TypeEffectFailed:     events.EffectFailed{Effect: "create the project directory", Error: "mkdir: permission denied"},
-		events.TypeNodeCreated:      events.NodeCreated{Kind: "vpcs", Name: "PC1", Console: 5000, ConsoleType: "telnet", MACID: 3},
-		events.TypeNodeUpdated:      events.NodeUpdated{Name: "PC2", Console: 5001, ConsoleType: "none"},
+		events.TypeNodeCreated: events.NodeCreated{Kind: "qemu", Name: "PC1", Console: 5000, ConsoleType: "telnet", MACID: 3,
+			Properties: json.RawMessage(`{"ram":256}`)},
+		events.TypeNodeUpdated: events.NodeUpdated{Name: "PC2", Console: 5001, ConsoleType: "none", Properties: json.RawMessage(`{"ram":512}`)},
 		events.TypeNodeStarted: events.NodeStarted{PID: 4242, ProcStart: 987654, CommandLine: "vpcs -p 5001 -m 0",
-			InternalConsole: 40001, Tunnels: []events.Tunnel{{Adapter: 0, Port: 0, NodePort: 20002, BridgePort: 20003}}},
+			InternalConsole: 40001, Tunnels: []events.Tunnel{{Adapter: 0, Port: 0, NodePort: 20002, BridgePort: 20003}}, QMP: "/p/qmp.sock"},
+		events.TypeNodeSuspended:   events.NodeSuspended{Cause: events.CauseRequested},
+		events.TypeNodeResumed:     events.NodeResumed{Cause: events.CauseGuest},
+		events.TypeNodeReset:       events.NodeReset{Cause: events.CauseRequested},
 		events.TypeNodeStopped:     events.NodeStopped{Reason: events.StopExited, ExitCode: &exitCode, Message: "segfault"},
 		events.TypeNodeStartFailed: events.NodeStartFailed{Error: "vpcs: not found"},
 		events.TypeNodeDeleted:     events.NodeDeleted{},

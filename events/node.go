@@ -1,5 +1,7 @@
 package events
 
+import "encoding/json"
+
 // The event types of the node aggregate (subject NodeSubject).
 const (
 	TypeNodeCreated     Type = "node.created"
@@ -14,6 +16,9 @@ const (
 	TypeNIORemoved      Type = "node.nio_removed"
 	TypeCaptureStarted  Type = "node.capture_started"
 	TypeCaptureStopped  Type = "node.capture_stopped"
+	TypeNodeSuspended   Type = "node.suspended"
+	TypeNodeResumed     Type = "node.resumed"
+	TypeNodeReset       Type = "node.reset"
 )
 
 // NodeCreated creates a node in an open project: the first event of a node
@@ -27,6 +32,10 @@ type NodeCreated struct {
 	ConsoleType string `json:"console_type"`
 	// MACID is the VPCS MAC offset (-m): unique among a project's VPCS.
 	MACID int `json:"mac_id"`
+	// Properties are the kind's own settings as JSON (a QEMU node's
+	// qemu.Config), absent for kinds that have none (VPCS). The events
+	// package does not interpret them: the kind's package does.
+	Properties json.RawMessage `json:"properties,omitempty"`
 }
 
 // NodeUpdated carries the new values of every mutable node field.
@@ -34,6 +43,9 @@ type NodeUpdated struct {
 	Name        string `json:"name"`
 	Console     int    `json:"console"`
 	ConsoleType string `json:"console_type"`
+	// Properties are the kind's settings after the update (see
+	// NodeCreated), absent for kinds that have none.
+	Properties json.RawMessage `json:"properties,omitempty"`
 }
 
 // Tunnel is the local UDP tunnel between one node port and labd's bridge.
@@ -56,6 +68,9 @@ type NodeStarted struct {
 	CommandLine     string   `json:"command_line"`
 	InternalConsole int      `json:"internal_console"`
 	Tunnels         []Tunnel `json:"tunnels"`
+	// QMP is the QEMU monitor socket labd controls the process through
+	// (QEMU nodes only).
+	QMP string `json:"qmp,omitempty"`
 }
 
 // Why a node stopped.
@@ -64,6 +79,9 @@ const (
 	StopExited    = "exited"    // the process ended without being asked
 	StopRestarted = "labd_restarted"
 	StopShutdown  = "labd_shutdown"
+	// StopGuestShutdown: the guest powered itself off (QEMU's SHUTDOWN
+	// event with guest true), and its process ended.
+	StopGuestShutdown = "guest_shutdown"
 )
 
 // NodeStopped records that a node's process is gone.
@@ -74,6 +92,28 @@ type NodeStopped struct {
 	ExitCode *int `json:"exit_code,omitempty"`
 	// Message explains an unexpected stop: the end of the node's log.
 	Message string `json:"message,omitempty"`
+}
+
+// Who caused a suspend, resume or reset.
+const (
+	CauseRequested = "requested" // an API request
+	CauseGuest     = "guest"     // the emulator reported it unasked (a QMP event)
+)
+
+// NodeSuspended records that a running node was paused (QEMU's stop).
+type NodeSuspended struct {
+	Cause string `json:"cause"`
+}
+
+// NodeResumed records that a suspended node runs again (QEMU's cont).
+type NodeResumed struct {
+	Cause string `json:"cause"`
+}
+
+// NodeReset records a reset of a running node's machine (a reload served
+// by QEMU's system_reset, or a reset from inside the guest).
+type NodeReset struct {
+	Cause string `json:"cause"`
 }
 
 // NodeStartFailed records a start that did not produce a running node.
@@ -168,3 +208,12 @@ func (CaptureStarted) EventType() Type { return TypeCaptureStarted }
 
 // EventType implements Data.
 func (CaptureStopped) EventType() Type { return TypeCaptureStopped }
+
+// EventType implements Data.
+func (NodeSuspended) EventType() Type { return TypeNodeSuspended }
+
+// EventType implements Data.
+func (NodeResumed) EventType() Type { return TypeNodeResumed }
+
+// EventType implements Data.
+func (NodeReset) EventType() Type { return TypeNodeReset }

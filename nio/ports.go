@@ -87,10 +87,16 @@ func NewPool(network, host string, r PortRange) (*Pool, error) {
 func (p *Pool) Range() PortRange { return p.rng }
 
 // Allocate hands out the lowest free port.
-func (p *Pool) Allocate() (int, error) {
+func (p *Pool) Allocate() (int, error) { return p.AllocateIn(p.rng) }
+
+// AllocateIn hands out the lowest free port of the part of r inside the
+// pool's range (a VNC console takes its port from the console pool, at or
+// above 5900: one pool keeps telnet and VNC consoles from colliding).
+func (p *Pool) AllocateIn(r PortRange) (int, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for port := p.rng.First; port <= p.rng.Last; port++ {
+	r = PortRange{First: max(r.First, p.rng.First), Last: min(r.Last, p.rng.Last)}
+	for port := r.First; port <= r.Last; port++ {
 		if p.used[port] {
 			continue
 		}
@@ -102,7 +108,7 @@ func (p *Pool) Allocate() (int, error) {
 		p.used[port] = true
 		return port, nil
 	}
-	return 0, &ExhaustedError{Range: p.rng, Host: p.host}
+	return 0, &ExhaustedError{Range: r, Host: p.host}
 }
 
 // Reserve marks port as handed out, to restore allocations recorded in the

@@ -102,6 +102,26 @@ func TestPoolReserve(t *testing.T) {
 	}
 }
 
+// AllocateIn takes from the part of a sub-range inside the pool, sharing
+// the pool's allocations (VNC consoles come from the console pool).
+func TestPoolAllocateIn(t *testing.T) {
+	r := freeUDPRange(t, 4)
+	p, _ := NewPool("udp", "127.0.0.1", r)
+	upper := PortRange{First: r.First + 2, Last: r.Last + 100}
+	if got, err := p.AllocateIn(upper); err != nil || got != r.First+2 {
+		t.Fatalf("AllocateIn(%v) = %d, %v; want %d", upper, got, err, r.First+2)
+	}
+	if got, err := p.AllocateIn(upper); err != nil || got != r.First+3 {
+		t.Fatalf("second AllocateIn = %d, %v; want %d", got, err, r.First+3)
+	}
+	if _, err := p.AllocateIn(upper); !errors.Is(err, ErrExhausted) {
+		t.Fatalf("AllocateIn beyond the pool's range: %v, want ErrExhausted", err)
+	}
+	if got, err := p.Allocate(); err != nil || got != r.First {
+		t.Fatalf("Allocate after AllocateIn = %d, %v; want %d", got, err, r.First)
+	}
+}
+
 func TestPoolConcurrentAllocationsAreDistinct(t *testing.T) {
 	r := freeUDPRange(t, 64)
 	p, _ := NewPool("udp", "127.0.0.1", r)

@@ -2,6 +2,7 @@ package replay
 
 import (
 	"cmp"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"time"
@@ -36,14 +37,16 @@ type Link struct {
 // Node is the folded state of one node aggregate. Like Project, a Node is
 // immutable once folded: ApplyNode returns a new one.
 type Node struct {
-	ProjectID   string     `json:"project_id"`
-	ID          string     `json:"node_id"`
-	Kind        string     `json:"kind"`
-	Name        string     `json:"name"`
-	Console     int        `json:"console"`
-	ConsoleType string     `json:"console_type"`
-	MACID       int        `json:"mac_id"`
-	Status      NodeStatus `json:"status"`
+	ProjectID   string `json:"project_id"`
+	ID          string `json:"node_id"`
+	Kind        string `json:"kind"`
+	Name        string `json:"name"`
+	Console     int    `json:"console"`
+	ConsoleType string `json:"console_type"`
+	MACID       int    `json:"mac_id"`
+	// Properties are the kind's own settings (see events.NodeCreated).
+	Properties json.RawMessage `json:"properties,omitempty"`
+	Status     NodeStatus      `json:"status"`
 	// Process is the running process, nil unless the node is started.
 	Process *events.NodeStarted `json:"process,omitempty"`
 	// CommandLine is the command line of the last start ("" before any).
@@ -119,11 +122,14 @@ func ApplyNode(n *Node, r events.Record) (*Node, error) {
 		}
 		next = Node{
 			ProjectID: r.ProjectID, ID: r.NodeID, Kind: d.Kind, Name: d.Name,
-			Console: d.Console, ConsoleType: d.ConsoleType, MACID: d.MACID,
+			Console: d.Console, ConsoleType: d.ConsoleType, MACID: d.MACID, Properties: d.Properties,
 			Status: NodeStopped, Version: r.Seq, Created: r.At, Updated: r.At,
 		}
 	case events.NodeUpdated:
 		next.Name, next.Console, next.ConsoleType = d.Name, d.Console, d.ConsoleType
+		if d.Properties != nil {
+			next.Properties = d.Properties
+		}
 	case events.NodeStarted:
 		if n.Running() {
 			return fail("the node is already running")
@@ -136,6 +142,20 @@ func ApplyNode(n *Node, r events.Record) (*Node, error) {
 		}
 		s := d
 		next.Status, next.Process, next.LastStop = NodeStopped, nil, &s
+	case events.NodeSuspended:
+		if n.Status != NodeStarted {
+			return fail("the node is not running")
+		}
+		next.Status = NodeSuspended
+	case events.NodeResumed:
+		if n.Status != NodeSuspended {
+			return fail("the node is not suspended")
+		}
+		next.Status = NodeStarted
+	case events.NodeReset:
+		if !n.Running() {
+			return fail("the node is not running")
+		}
 	case events.NodeStartFailed:
 		// A start that left nothing running: a record, no state change.
 	case events.NodeDeleted:

@@ -1,6 +1,7 @@
 package replay_test
 
 import (
+	"encoding/json"
 	"reflect"
 	"slices"
 	"strings"
@@ -100,6 +101,9 @@ func TestNodeFoldRefusesIllegalHistories(t *testing.T) {
 		"capture stopped while none runs":    {nrec(3, pid, nid, events.CaptureStopped{}), "not capturing"},
 		"console held by another node":       {nrec(3, pid, nid2, events.NodeCreated{Kind: "vpcs", Name: "y", Console: 5000}), "console port 5000"},
 		"project event on a node subject":    {nrec(3, pid, nid, events.ProjectUpdated{}), "not a node event"},
+		"suspended while stopped":            {nrec(3, pid, nid, events.NodeSuspended{}), "not running"},
+		"resumed while stopped":              {nrec(3, pid, nid, events.NodeResumed{}), "not suspended"},
+		"reset while stopped":                {nrec(3, pid, nid, events.NodeReset{}), "not running"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			s := fold(t, base...)
@@ -108,6 +112,47 @@ func TestNodeFoldRefusesIllegalHistories(t *testing.T) {
 				t.Fatalf("Apply: %v, want an error about %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// A QEMU node's properties ride on its create and updates; suspend and
+// resume move it between started and suspended, and a stop ends either.
+func TestNodeSuspendResumeAndProperties(t *testing.T) {
+	s := fold(t,
+		rec(1, pid, events.ProjectCreated{Name: "p"}),
+		nrec(2, pid, nid, events.NodeCreated{Kind: "qemu", Name: "Q1", Properties: json.RawMessage(`{"ram":256}`)}),
+		nrec(3, pid, nid, events.NodeUpdated{Name: "Q2"}),
+	)
+	n := s.Nodes[replay.NodeKey(pid, nid)]
+	if string(n.Properties) != `{"ram":256}` {
+		t.Fatalf("an update without properties changed them: %s", n.Properties)
+	}
+	steps := []struct {
+		d    events.Data
+		want replay.NodeStatus
+	}{
+		{events.NodeUpdated{Name: "Q2", Properties: json.RawMessage(`{"ram":512}`)}, replay.NodeStopped},
+		{events.NodeStarted{PID: 7}, replay.NodeStarted},
+		{events.NodeSuspended{Cause: events.CauseRequested}, replay.NodeSuspended},
+		{events.NodeResumed{Cause: events.CauseGuest}, replay.NodeStarted},
+		{events.NodeReset{Cause: events.CauseGuest}, replay.NodeStarted},
+		{events.NodeSuspended{Cause: events.CauseGuest}, replay.NodeSuspended},
+		{events.NodeStopped{Reason: events.StopGuestShutdown}, replay.NodeStopped},
+	}
+	for i, st := range steps {
+		if err := s.Apply(nrec(uint64(4+i), pid, nid, st.d)); err != nil {
+			t.Fatalf("step %d (%T): %v", i, st.d, err)
+		}
+		if n := s.Nodes[replay.NodeKey(pid, nid)]; n.Status != st.want {
+			t.Fatalf("after %T: status %s, want %s", st.d, n.Status, st.want)
+		}
+	}
+	n = s.Nodes[replay.NodeKey(pid, nid)]
+	if string(n.Properties) != `{"ram":512}` || n.Running() {
+		t.Fatalf("final node %+v", n)
+	}
+	if err := s.Apply(nrec(20, pid, nid, events.NodeResumed{})); err == nil {
+		t.Fatal("a resume of a stopped node was folded")
 	}
 }
 

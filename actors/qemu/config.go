@@ -42,6 +42,9 @@ type Config struct {
 	ProcessPriority                 string          `json:"process_priority"`
 	Options                         string          `json:"options"`
 	CustomAdapters                  []CustomAdapter `json:"custom_adapters"`
+	// MD5Sums are the checksums of the configured images, by property
+	// name (ImageProperties), computed by labd when the images are set.
+	MD5Sums map[string]string `json:"md5sums,omitempty"`
 }
 
 // Disk is one of the four hard disks.

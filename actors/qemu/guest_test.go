@@ -16,6 +16,8 @@ import (
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
+
+	"labd/actors/qemu/qemutest"
 )
 
 // The tiny guest's link: the guest's e1000 at guestIP, and the test itself,
@@ -45,7 +47,7 @@ func TestTinyGuestBootsPingsAndPowersOff(t *testing.T) {
 	if err != nil {
 		t.Fatalf("qemu-system-x86_64 is not installed (make deps installs it): %v", err)
 	}
-	kernel, initrd := buildTestGuest(t)
+	kernel, initrd := qemutest.Guest(t)
 	g := startTestGuest(t, bin, kernel, initrd)
 	g.waitReady(t)
 
@@ -58,32 +60,6 @@ func TestTinyGuestBootsPingsAndPowersOff(t *testing.T) {
 
 	g.powerDown(t)
 	g.waitPowerOff(t)
-}
-
-// buildTestGuest runs testdata/guest/build.sh into the guest cache
-// ($LABD_GUEST_CACHE, or labd-test-guest in the user's cache directory) and
-// returns the kernel and initramfs paths.
-func buildTestGuest(t *testing.T) (kernel, initrd string) {
-	t.Helper()
-	dir := os.Getenv("LABD_GUEST_CACHE")
-	if dir == "" {
-		cache, err := os.UserCacheDir()
-		if err != nil {
-			t.Fatalf("no cache directory for the guest (set LABD_GUEST_CACHE): %v", err)
-		}
-		dir = filepath.Join(cache, "labd-test-guest")
-	}
-	script, err := filepath.Abs(filepath.Join("..", "..", "testdata", "guest", "build.sh"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	start := time.Now()
-	out, err := exec.CommandContext(t.Context(), script, dir).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", script, dir, err, out)
-	}
-	t.Logf("guest build: %v (cached in %s)", time.Since(start).Round(time.Millisecond), dir)
-	return filepath.Join(dir, "vmlinuz"), filepath.Join(dir, "initrd.img")
 }
 
 // testGuest is one running QEMU with the tiny guest, and the test's end of

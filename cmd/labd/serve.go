@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"labd/actors"
+	"labd/actors/qemu"
 	"labd/events"
 	"labd/events/jetstream"
 	"labd/http/api"
@@ -46,6 +48,10 @@ type serveConfig struct {
 	allowServerControl bool
 	shutdownTimeout    time.Duration
 	vpcsPath           string
+	imagesDir          string
+	qemuDirs           []string
+	vncPorts           nio.PortRange
+	qemuShutdown       time.Duration
 }
 
 func parseServeFlags(args []string) (serveConfig, error) {
@@ -53,7 +59,7 @@ func parseServeFlags(args []string) (serveConfig, error) {
 	fs := flag.NewFlagSet("labd serve", flag.ContinueOnError)
 	hostname, _ := os.Hostname()
 	home, _ := os.UserHomeDir()
-	var consoleRange, udpRange, logLevel string
+	var consoleRange, udpRange, vncRange, qemuDirs, logLevel string
 	fs.StringVar(&c.host, "host", "127.0.0.1", "address to serve the API on")
 	fs.IntVar(&c.port, "port", 3080, "port to serve the API on (0: any free port)")
 	fs.StringVar(&c.dataDir, "data-dir", filepath.Join(home, ".local", "share", "labd"), "directory for the event store, projects and images")
@@ -70,6 +76,10 @@ func parseServeFlags(args []string) (serveConfig, error) {
 	fs.BoolVar(&c.allowServerControl, "allow-server-control", false, "allow POST /v1/server/shutdown and /v1/config/reload")
 	fs.StringVar(&c.vpcsPath, "vpcs-path", "vpcs", "the VPCS program (a name looked up in PATH, or a path)")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long a graceful shutdown waits for in-flight requests")
+	fs.StringVar(&c.imagesDir, "images-dir", "", "image store; QEMU images in its QEMU folder (default: <data-dir>/images)")
+	fs.StringVar(&qemuDirs, "qemu-dirs", "", "comma-separated directories searched for qemu-system-* and qemu-img before PATH")
+	fs.StringVar(&vncRange, "vnc-port-range", "5900-10000", "the part of the console range VNC consoles take ports from")
+	fs.DurationVar(&c.qemuShutdown, "qemu-shutdown-timeout", 120*time.Second, "how long a stop with on_close shutdown_signal waits for the guest")
 	if err := fs.Parse(args); err != nil {
 		return c, errUsage
 	}
@@ -82,6 +92,23 @@ func parseServeFlags(args []string) (serveConfig, error) {
 	}
 	if c.udpPorts, err = nio.ParsePortRange(udpRange); err != nil {
 		return c, fmt.Errorf("--udp-port-range: %w", err)
+	}
+	if c.vncPorts, err = nio.ParsePortRange(vncRange); err != nil {
+		return c, fmt.Errorf("--vnc-port-range: %w", err)
+	}
+	for d := range strings.SplitSeq(qemuDirs, ",") {
+		if d = strings.TrimSpace(d); d != "" {
+			c.qemuDirs = append(c.qemuDirs, d)
+		}
+	}
+	if c.imagesDir == "" {
+		c.imagesDir = filepath.Join(c.dataDir, "images")
+	}
+	if c.imagesDir, err = filepath.Abs(c.imagesDir); err != nil {
+		return c, fmt.Errorf("--images-dir: %w", err)
+	}
+	if c.qemuShutdown <= 0 {
+		return c, fmt.Errorf("--qemu-shutdown-timeout %v: want a positive duration", c.qemuShutdown)
 	}
 	if err := c.logLevel.UnmarshalText([]byte(logLevel)); err != nil {
 		return c, fmt.Errorf("--log-level: %w", err)
@@ -153,14 +180,18 @@ func serve(ctx context.Context, args []string) error {
 		return err
 	}
 	client, err := actors.Start(actors.Config{
-		ComputeID:    c.computeID,
-		Store:        store,
-		ProjectsDir:  projectsDir,
-		UDPPorts:     udpPool,
-		ConsolePorts: consolePool,
-		Host:         c.host,
-		VPCSPath:     c.vpcsPath,
-		Logger:       log.With("component", "actors"),
+		ComputeID:           c.computeID,
+		Store:               store,
+		ProjectsDir:         projectsDir,
+		UDPPorts:            udpPool,
+		ConsolePorts:        consolePool,
+		Host:                c.host,
+		VPCSPath:            c.vpcsPath,
+		VNCPorts:            c.vncPorts,
+		Images:              qemu.Images{Root: c.imagesDir},
+		QEMU:                qemu.Finder{Dirs: c.qemuDirs},
+		QEMUShutdownTimeout: c.qemuShutdown,
+		Logger:              log.With("component", "actors"),
 	}, state)
 	if err != nil {
 		return err
@@ -175,6 +206,8 @@ func serve(ctx context.Context, args []string) error {
 		Version:            c.gns3Version,
 		ConsolePorts:       c.consolePorts,
 		ConsolePortsInUse:  client.ConsolePortsInUse,
+		Images:             qemu.Images{Root: c.imagesDir},
+		QEMU:               qemu.Finder{Dirs: c.qemuDirs},
 		AllowServerControl: c.allowServerControl,
 		Shutdown:           requestStop,
 		Reload: func() error {

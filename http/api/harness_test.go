@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"labd/actors"
+	"labd/actors/qemu"
 	"labd/events/jetstream/jstest"
 	"labd/http/api"
 	"labd/http/notify"
@@ -59,6 +60,9 @@ type daemonOptions struct {
 	// syncAlways fsyncs every event, as labd does by default; tests leave
 	// it off (a killed process loses nothing either way).
 	syncAlways bool
+	// qemuShutdownTimeout bounds a shutdown_signal stop; zero: labd's
+	// default.
+	qemuShutdownTimeout time.Duration
 }
 
 func startDaemon(t testing.TB, o daemonOptions) *daemon {
@@ -104,6 +108,7 @@ func startDaemon(t testing.TB, o daemonOptions) *daemon {
 	}
 	client, err := actors.Start(actors.Config{
 		ComputeID: o.computeID, Store: env.Store, ProjectsDir: projects, UDPPorts: pool, ConsolePorts: consoles, VPCSPath: o.vpcsPath, Logger: log,
+		Images: qemu.Images{Root: filepath.Join(dataDir, "images")}, QEMUShutdownTimeout: o.qemuShutdownTimeout,
 	}, state)
 	if err != nil {
 		t.Fatal(err)
@@ -119,6 +124,7 @@ func startDaemon(t testing.TB, o daemonOptions) *daemon {
 		V1PingInterval:     o.pingV1,
 		WSPingInterval:     o.pingWS,
 		StreamWriteTimeout: o.streamWriteTimeout,
+		Images:             qemu.Images{Root: filepath.Join(dataDir, "images")},
 	})
 	hubCtx, stopHub := context.WithCancel(context.Background())
 	var wg sync.WaitGroup

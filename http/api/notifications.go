@@ -313,13 +313,10 @@ func (s *Server) renderNode(it notify.Item, n notification, v apiVersion) []noti
 		m.Action, m.Event = action, ev
 		out = append(out, m)
 	}
-	view := func() any {
-		if v == v1 {
-			return s.v1VPCS(node)
-		}
-		return s.v2VPCS(node)
-	}
-	if stop, ok := it.Data.(events.NodeStopped); ok && stop.Reason == events.StopExited {
+	view := func() any { return s.nodeView(node, v) }
+	if stop, ok := it.Data.(events.NodeStopped); ok && (stop.Reason == events.StopExited || stop.Reason == events.StopGuestShutdown) {
+		// A stop nobody asked labd for is reported, as GNS3 reports an
+		// exit; a guest that powered off is one too.
 		add("log.error", map[string]string{"message": stop.Message})
 	}
 	switch d := it.Data.(type) {
@@ -329,9 +326,15 @@ func (s *Server) renderNode(it notify.Item, n notification, v apiVersion) []noti
 		} else {
 			add("node.updated", view())
 		}
-	case events.NodeStarted:
+	case events.NodeStarted, events.NodeResumed:
 		if v == v1 {
 			add("vm.started", view())
+		} else {
+			add("node.updated", view())
+		}
+	case events.NodeSuspended:
+		if v == v1 {
+			add("vm.suspended", view())
 		} else {
 			add("node.updated", view())
 		}
@@ -370,4 +373,6 @@ func (s *Server) routes() {
 	s.networkRoutes()
 	s.notificationRoutes()
 	s.vpcsRoutes()
+	s.qemuRoutes()
+	s.qemuImageRoutes()
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/julienschmidt/httprouter"
 
 	"labd/actors"
+	"labd/actors/qemu"
 	"labd/host"
 	"labd/http/notify"
 	"labd/nio"
@@ -62,6 +63,12 @@ type Config struct {
 	// StreamWriteTimeout bounds one write to a notification client: a
 	// client that takes nothing for that long is gone. Zero: 10 s.
 	StreamWriteTimeout time.Duration
+	// Images is the image store the /qemu/images routes serve and
+	// /qemu/img writes relative paths into.
+	Images qemu.Images
+	// QEMU finds the QEMU binaries the /qemu/binaries routes list, and
+	// is the only source of the qemu-img /qemu/img runs.
+	QEMU qemu.Finder
 }
 
 // Server is the API's http.Handler.
@@ -249,6 +256,11 @@ func (e *httpError) Error() string { return e.msg }
 type errorBody struct {
 	Status  int    `json:"status"`
 	Message string `json:"message"`
+	// Image and Exception are set for a missing image, in the shape of
+	// GNS3's ImageMissingError: a controller uploads the image and
+	// retries.
+	Image     string `json:"image,omitempty"`
+	Exception string `json:"exception,omitempty"`
 }
 
 // writeError is the one place errors become statuses.
@@ -286,5 +298,9 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	} else {
 		s.log.Debug("request refused", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
 	}
-	writeJSON(w, status, errorBody{Status: status, Message: msg})
+	body := errorBody{Status: status, Message: msg}
+	if missing, ok := errors.AsType[*qemu.MissingError](err); ok && status == http.StatusConflict {
+		body.Image, body.Exception = missing.Image, "ImageMissingError"
+	}
+	writeJSON(w, status, body)
 }
