@@ -7,7 +7,7 @@ ARGS ?=
 # when missing (a fresh Debian needs `apt-get update` first).
 APT_PACKAGES ?= vpcs tcpdump qemu-system-x86 qemu-utils
 # Fuzz targets `make test` runs briefly after the unit tests: package:Target.
-FUZZ_TARGETS := ./events:FuzzUnmarshal ./http/api:FuzzProjectCreateV2 ./http/api:FuzzProjectUpdateV1 ./actors:FuzzCleanPath ./nio:FuzzParseFilters ./actors/qemu/qmp:FuzzClientStream
+FUZZ_TARGETS := ./events:FuzzUnmarshal ./http/api:FuzzProjectCreateV2 ./http/api:FuzzProjectUpdateV1 ./actors:FuzzCleanPath ./nio:FuzzParseFilters ./actors/qemu/qmp:FuzzClientStream ./actors/qemu:FuzzCheckName
 FUZZTIME ?= 8s
 
 .PHONY: help build run test fuzz bench lint check deps

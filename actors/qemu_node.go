@@ -187,7 +187,7 @@ func (a *nodeActor) qemuCommand(rt *runtime) (launchSpec, error) {
 		return launchSpec{}, err
 	}
 	run := qemu.Run{
-		Binary: bin, Name: a.state.Name, NodeID: a.ref.NodeID, Images: images, LoadVM: loadVM,
+		Binary: bin, Name: a.state.Name, NodeID: a.ref.NodeID, Images: images, LoadVM: loadVM, ConsoleHost: a.cfg.Host,
 		QMP: filepath.Join(os.TempDir(), "labd-qmp", a.ref.NodeID+".sock"),
 	}
 	switch c.ConsoleType {

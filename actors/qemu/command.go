@@ -26,6 +26,10 @@ type Run struct {
 	// Console is the internal telnet port of the serial console, or the
 	// VNC/SPICE port, depending on the console type.
 	Console int
+	// ConsoleHost is the address QEMU serves VNC and SPICE on (labd's
+	// console address); empty means 127.0.0.1. The serial console's
+	// internal port is always on 127.0.0.1, behind labd's proxy.
+	ConsoleHost string
 	// QMP is the path of the QMP socket labd controls QEMU through.
 	QMP string
 	// Tunnels has one entry per adapter.
@@ -105,13 +109,17 @@ func Args(c Config, r Run) ([]string, error) {
 	if !strings.Contains(c.Options, "-uuid") {
 		a = append(a, "-uuid", r.NodeID)
 	}
+	host := r.ConsoleHost
+	if host == "" {
+		host = "127.0.0.1"
+	}
 	switch c.ConsoleType {
 	case "telnet":
 		a = append(a, "-serial", "telnet:127.0.0.1:"+strconv.Itoa(r.Console)+",server=on,wait=off")
 	case "vnc":
-		a = append(a, "-vnc", "127.0.0.1:"+strconv.Itoa(r.Console-5900))
+		a = append(a, "-vnc", host+":"+strconv.Itoa(r.Console-5900))
 	case "spice", "spice+agent":
-		a = append(a, "-spice", "addr=127.0.0.1,port="+strconv.Itoa(r.Console)+",disable-ticketing=on", "-vga", "qxl")
+		a = append(a, "-spice", "addr="+host+",port="+strconv.Itoa(r.Console)+",disable-ticketing=on", "-vga", "qxl")
 	}
 	if r.QMP != "" {
 		a = append(a, "-qmp", "unix:"+escapeComma(r.QMP)+",server=on,wait=off")

@@ -48,7 +48,7 @@ func TestTinyGuestBootsPingsAndPowersOff(t *testing.T) {
 		t.Fatalf("qemu-system-x86_64 is not installed (make deps installs it): %v", err)
 	}
 	kernel, initrd := qemutest.Guest(t)
-	g := startTestGuest(t, bin, kernel, initrd)
+	g := startTestGuest(t, bin, kernel, initrd, directWire)
 	g.waitReady(t)
 
 	if mac := g.resolve(t); !bytes.Equal(mac, guestMAC) {
@@ -75,6 +75,7 @@ type testGuest struct {
 
 	link     *net.UDPConn // the test's end of the guest's NIC
 	qemuAddr *net.UDPAddr // where QEMU takes the frames for the guest
+	sendTo   *net.UDPAddr // where the test sends them: qemuAddr, or a relay's
 	rbuf     []byte
 	sbuf     gopacket.SerializeBuffer
 
@@ -93,9 +94,15 @@ type testGuest struct {
 	arpAsks int              // ARP requests of the guest for guestPeerIP
 }
 
+// guestWire says where QEMU sends the guest's frames and where the test
+// sends frames for it; wired directly, each sends to the other.
+type guestWire func(qemu, test *net.UDPAddr) (qemuSendsTo, testSendsTo *net.UDPAddr)
+
+func directWire(qemu, test *net.UDPAddr) (*net.UDPAddr, *net.UDPAddr) { return test, qemu }
+
 // startTestGuest starts QEMU in its own process group, killed when the
-// test ends.
-func startTestGuest(t *testing.T, bin, kernel, initrd string) *testGuest {
+// test ends, its NIC wired to the test's socket by wire.
+func startTestGuest(t testing.TB, bin, kernel, initrd string, wire guestWire) *testGuest {
 	t.Helper()
 	dir := t.TempDir()
 	link, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
@@ -113,6 +120,8 @@ func startTestGuest(t *testing.T, bin, kernel, initrd string) *testGuest {
 		sbuf:     gopacket.NewSerializeBuffer(),
 		echoed:   make(map[uint16]bool),
 	}
+	qemuSendsTo, testSendsTo := wire(g.qemuAddr, link.LocalAddr().(*net.UDPAddr))
+	g.sendTo = testSendsTo
 	g.parser = gopacket.NewDecodingLayerParser(layers.LayerTypeEthernet, &g.eth, &g.arp, &g.ip4, &g.icmp, &g.payload)
 	g.parser.IgnoreUnsupported = true
 
@@ -123,7 +132,7 @@ func startTestGuest(t *testing.T, bin, kernel, initrd string) *testGuest {
 		"-kernel", kernel, "-initrd", initrd,
 		"-append", "console=ttyS0 labd.ip=" + guestIP.String() + "/24 quiet",
 		"-device", "e1000,netdev=n0,mac=" + guestMAC.String(),
-		"-netdev", "socket,id=n0,udp=" + link.LocalAddr().String() + ",localaddr=" + g.qemuAddr.String(),
+		"-netdev", "socket,id=n0,udp=" + qemuSendsTo.String() + ",localaddr=" + g.qemuAddr.String(),
 		"-qmp", "unix:" + g.qmp + ",server=on,wait=off",
 		"-no-reboot",
 	}
@@ -163,7 +172,7 @@ func startTestGuest(t *testing.T, bin, kernel, initrd string) *testGuest {
 
 // guestFreeUDPPort returns a UDP port of 127.0.0.1 that was free a moment
 // ago, for QEMU to bind.
-func guestFreeUDPPort(t *testing.T) int {
+func guestFreeUDPPort(t testing.TB) int {
 	t.Helper()
 	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
@@ -174,7 +183,7 @@ func guestFreeUDPPort(t *testing.T) int {
 }
 
 // waitReady waits for the guest's ready line on the serial console.
-func (g *testGuest) waitReady(t *testing.T) {
+func (g *testGuest) waitReady(t testing.TB) {
 	t.Helper()
 	marker := []byte("labd-guest ready " + guestIP.String())
 	deadline := g.started.Add(guestBootTimeout)
@@ -195,7 +204,7 @@ func (g *testGuest) waitReady(t *testing.T) {
 }
 
 // resolve asks the guest for guestIP's MAC over ARP, and returns it.
-func (g *testGuest) resolve(t *testing.T) net.HardwareAddr {
+func (g *testGuest) resolve(t testing.TB) net.HardwareAddr {
 	t.Helper()
 	start := time.Now()
 	for try := 1; try <= 5; try++ {
@@ -212,15 +221,11 @@ func (g *testGuest) resolve(t *testing.T) net.HardwareAddr {
 
 // ping sends guestPings echo requests to the guest, one at a time, and
 // returns how many it answered.
-func (g *testGuest) ping(t *testing.T) int {
+func (g *testGuest) ping(t testing.TB) int {
 	t.Helper()
 	start := time.Now()
 	for seq := range uint16(guestPings) {
-		g.send(t,
-			&layers.Ethernet{SrcMAC: guestPeerMAC, DstMAC: guestMAC, EthernetType: layers.EthernetTypeIPv4},
-			&layers.IPv4{Version: 4, IHL: 5, TTL: 64, Protocol: layers.IPProtocolICMPv4, SrcIP: guestPeerIP, DstIP: guestIP},
-			&layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(layers.ICMPv4TypeEchoRequest, 0), Id: guestPingID, Seq: seq},
-			gopacket.Payload("labd tiny guest ping, 56 bytes of payload.............."))
+		g.echo(t, seq)
 		g.receive(t, 2*time.Second, func() bool { return g.echoed[seq] })
 	}
 	t.Logf("%d of %d pings answered in %v (the guest asked for our MAC %d times)",
@@ -239,7 +244,7 @@ func guestARP(op uint16, target net.IP, targetMAC net.HardwareAddr) *layers.ARP 
 }
 
 // send writes one frame to the guest, padded to Ethernet's minimum size.
-func (g *testGuest) send(t *testing.T, ls ...gopacket.SerializableLayer) {
+func (g *testGuest) send(t testing.TB, ls ...gopacket.SerializableLayer) {
 	t.Helper()
 	opts := gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}
 	if err := gopacket.SerializeLayers(g.sbuf, opts, ls...); err != nil {
@@ -247,14 +252,14 @@ func (g *testGuest) send(t *testing.T, ls ...gopacket.SerializableLayer) {
 	}
 	frame := make([]byte, max(60, len(g.sbuf.Bytes())))
 	copy(frame, g.sbuf.Bytes())
-	if _, err := g.link.WriteToUDP(frame, g.qemuAddr); err != nil {
+	if _, err := g.link.WriteToUDP(frame, g.sendTo); err != nil {
 		t.Fatal(err)
 	}
 }
 
 // receive handles the guest's frames for up to wait, until done reports
 // true; it returns done's last answer.
-func (g *testGuest) receive(t *testing.T, wait time.Duration, done func() bool) bool {
+func (g *testGuest) receive(t testing.TB, wait time.Duration, done func() bool) bool {
 	t.Helper()
 	if err := g.link.SetReadDeadline(time.Now().Add(wait)); err != nil {
 		t.Fatal(err)
@@ -274,7 +279,7 @@ func (g *testGuest) receive(t *testing.T, wait time.Duration, done func() bool) 
 
 // handle records the guest's ARP and echo replies and answers its ARP
 // requests for guestPeerIP.
-func (g *testGuest) handle(t *testing.T, frame []byte) {
+func (g *testGuest) handle(t testing.TB, frame []byte) {
 	t.Helper()
 	if err := g.parser.DecodeLayers(frame, &g.decoded); err != nil {
 		return // not one of ours (e.g. IPv6 from the guest)
@@ -302,7 +307,7 @@ func (g *testGuest) handle(t *testing.T, frame []byte) {
 // powerDown presses the guest's ACPI power button: system_powerdown over
 // QMP, in the fewest lines of the protocol (labd's QMP client lives in
 // package qmp).
-func (g *testGuest) powerDown(t *testing.T) {
+func (g *testGuest) powerDown(t testing.TB) {
 	t.Helper()
 	conn, err := net.DialTimeout("unix", g.qmp, 5*time.Second)
 	if err != nil {
@@ -323,7 +328,7 @@ func (g *testGuest) powerDown(t *testing.T) {
 
 // guestQMPExecute runs one QMP command without arguments and waits for its
 // success, skipping the events QEMU sends meanwhile.
-func guestQMPExecute(t *testing.T, conn net.Conn, r *bufio.Reader, command string) {
+func guestQMPExecute(t testing.TB, conn net.Conn, r *bufio.Reader, command string) {
 	t.Helper()
 	req, err := json.Marshal(map[string]string{"execute": command})
 	if err != nil {
@@ -355,7 +360,7 @@ func guestQMPExecute(t *testing.T, conn net.Conn, r *bufio.Reader, command strin
 
 // waitPowerOff checks that the guest powers off on the button press, so
 // that QEMU exits by itself, with status 0.
-func (g *testGuest) waitPowerOff(t *testing.T) {
+func (g *testGuest) waitPowerOff(t testing.TB) {
 	t.Helper()
 	start := time.Now()
 	select {
