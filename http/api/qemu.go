@@ -336,9 +336,6 @@ func (s *Server) qemuRoutes() {
 			if cmd.QEMU, err = body.patch(v); err != nil {
 				return err
 			}
-			if n, err := s.cfg.Client.Node(ref.ProjectID, ref.NodeID); err == nil && n.Kind != actors.KindQEMU {
-				return newHTTPError(http.StatusNotFound, "Node ID %s is not a QEMU node", ref.NodeID)
-			}
 			n, err := s.cfg.Client.NodeDo(r.Context(), cmd)
 			if err != nil {
 				return err

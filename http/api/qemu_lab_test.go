@@ -130,7 +130,8 @@ func TestQEMUSaveVMStateResumes(t *testing.T) {
 
 // TestQEMUStopsByThemselves: a QEMU killed from outside, and a guest that
 // powers itself off (QMP SHUTDOWN), both leave the node stopped with a
-// log.error notification, and the history says which.
+// log.error notification, and the history says which; a guest that
+// reboots itself (QMP RESET) is recorded as such and keeps running.
 func TestQEMUStopsByThemselves(t *testing.T) {
 	t.Parallel()
 	d := startDaemon(t, ownPorts(12))
@@ -151,6 +152,18 @@ func TestQEMUStopsByThemselves(t *testing.T) {
 	waitLogError(t, ws, "QEMU process has stopped")
 
 	gc := d.startGuest(t, p, q, "unconfigured")
+	// A reboot from inside is QMP's RESET (guest): a node.reset, and the
+	// same process boots the guest again.
+	m := gc.mark()
+	gc.send("reboot -f")
+	gc.waitFor(m, "labd-guest ready", guestBoot)
+	hist := d.nodeHistory(t, p, q.ID)
+	if r, ok := hist[len(hist)-1].Data.(events.NodeReset); !ok || r.Cause != events.CauseGuest {
+		t.Fatalf("after a guest reboot the node's last event is %s %+v, want node.reset by the guest", hist[len(hist)-1].Type, hist[len(hist)-1].Data)
+	}
+	if again := d.lastStarted(t, p, q.ID); again.PID == run.PID {
+		t.Fatalf("pid %d was the killed one", again.PID)
+	}
 	gc.send("poweroff -f")
 	d.waitStatus(t, qemuPath(p, q), "stopped", 30*time.Second)
 	if st := d.lastStop(t, p, q.ID); st.Reason != events.StopGuestShutdown || st.ExitCode == nil || *st.ExitCode != 0 {
@@ -180,4 +193,32 @@ func (d *daemon) getNodeV2Path(t testing.TB, path string) map[string]any {
 func atoi(s string) int {
 	n, _ := strconv.Atoi(s)
 	return n
+}
+
+// TestNodeRoutesServeTheirKindOnly: as in GNS3, where each node kind has its
+// manager, a route of one kind does not reach a node of another.
+func TestNodeRoutesServeTheirKindOnly(t *testing.T) {
+	t.Parallel()
+	d := startDaemon(t, ownPorts(13))
+	p := d.createProject("kinds")
+	pc := d.createVPCS(p, "PC1")
+	q := d.do("POST", "/v2/compute/projects/"+p+"/qemu/nodes", `{"name":"Q1"}`).expect(t, 201, "").object(t)
+	qid := q["node_id"].(string)
+	for _, path := range []string{
+		"/v2/compute/projects/" + p + "/qemu/nodes/" + pc.ID,
+		"/v1/projects/" + p + "/qemu/vms/" + pc.ID,
+		"/v2/compute/projects/" + p + "/vpcs/nodes/" + qid,
+		"/v1/projects/" + p + "/vpcs/vms/" + qid,
+	} {
+		d.do("GET", path, "").expect(t, 404, "")
+		d.do("POST", path+"/start", "").expect(t, 404, "")
+	}
+	d.do("GET", "/v2/compute/projects/"+p+"/qemu/nodes/"+qid, "").expect(t, 200, "")
+	d.do("GET", nodePath(p, pc), "").expect(t, 200, "")
+	// A NIO type QEMU cannot use is refused in GNS3's words.
+	r := d.do("POST", "/v2/compute/projects/"+p+"/qemu/nodes/"+qid+"/adapters/0/ports/0/nio", `{"type":"nio_tap","tap_device":"tap0"}`).
+		expect(t, 409, "").object(t)
+	if r["message"] != "NIO of type nio_tap is not supported" {
+		t.Fatalf("nio_tap refused with %q", r["message"])
+	}
 }

@@ -146,11 +146,15 @@ type handler func(w http.ResponseWriter, r *http.Request, p httprouter.Params) e
 // the X-Route header GNS3 clients read.
 func (s *Server) route(method, template string, h handler) {
 	pattern, checks := routerPattern(template)
+	kind := nodeKindRoute.FindStringSubmatch(template)
 	s.router.Handle(method, pattern, func(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
 		w.Header().Set("X-Route", template)
 		rw := &responseWriter{ResponseWriter: w}
 		start := time.Now()
 		err := checkParams(p, checks)
+		if err == nil && kind != nil {
+			err = s.checkNodeKind(p, kind[1], kind[2])
+		}
 		if err == nil {
 			err = h(rw, r, p)
 		}
@@ -168,6 +172,24 @@ func (s *Server) route(method, template string, h handler) {
 			s.log.Debug("request", "method", r.Method, "path", r.URL.Path, "route", template, "status", rw.status, "duration", time.Since(start))
 		}
 	})
+}
+
+// nodeKindRoute matches the templates of the routes of one node kind that
+// name a node: such a route serves only nodes of its kind.
+var nodeKindRoute = regexp.MustCompile(`/(vpcs|qemu)/(?:vms|nodes)/\{(vm_id|node_id)\}`)
+
+// checkNodeKind answers as GNS3 does (each kind has its own manager) when
+// a route of one kind names a node of another: the node does not exist
+// there. Malformed ids are left to the handler.
+func (s *Server) checkNodeKind(p httprouter.Params, kind, param string) error {
+	ref, err := nodeRefParam(p, param)
+	if err != nil {
+		return nil
+	}
+	if n, err := s.cfg.Client.Node(ref.ProjectID, ref.NodeID); err == nil && n.Kind != kind {
+		return actors.NotFound("Node ID %s doesn't exist", ref.NodeID)
+	}
+	return nil
 }
 
 var templateParam = regexp.MustCompile(`\{([a-z_]+)(?::([^}]+))?\}`)
