@@ -62,6 +62,9 @@ func (a *nodeActor) takeConsole(want int, consoleType string) (int, error) {
 	if consoleType == ConsoleVNC {
 		// QEMU serves VNC display port-5900.
 		rng = a.cfg.VNCPorts
+		if console := a.cfg.ConsolePorts.Range(); rng.Last < console.First || rng.First > console.Last {
+			return 0, Conflict("no VNC console port: the VNC range %v lies outside the console range %v", rng, console)
+		}
 	}
 	if want != 0 && rng.Contains(want) && a.cfg.ConsolePorts.Range().Contains(want) && a.cfg.ConsolePorts.Reserve(want) == nil {
 		return want, nil

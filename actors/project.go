@@ -211,7 +211,9 @@ func (a *projectActor) routeNode(ctx actor.Context, req *request) {
 		switch {
 		case src == nil || !src.snap.Load().Exists():
 			req.respond(nil, NotFound("Node ID %s doesn't exist", id))
-		case dst == nil || !dst.snap.Load().Exists():
+		case dst == nil || !dst.snap.Load().Exists() || dst.snap.Load().Kind != src.snap.Load().Kind:
+			// A node of another kind is unknown to this kind's routes, as
+			// to GNS3's per-kind managers.
 			req.respond(nil, NotFound("Node ID %s doesn't exist", c.Destination))
 		default:
 			s := src.snap.Load()

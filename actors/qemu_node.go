@@ -92,14 +92,12 @@ func (a *nodeActor) qemuSettle(base qemu.Config, p qemu.Patch, consoleType strin
 		if name == "" {
 			continue
 		}
-		if name == base.Image(prop) && base.MD5Sums[prop] != "" {
-			sums[prop] = base.MD5Sums[prop] // unchanged: not read again
-			continue
-		}
 		path, err := a.resolveImage(name)
 		if err != nil {
 			return nil, err
 		}
+		// The image store caches checksums in sidecars: an unchanged
+		// image is not read again, a replaced one is.
 		if sums[prop], err = a.cfg.Images.MD5(path); err != nil {
 			return nil, Conflict("could not read the image %s: %v", name, err)
 		}

@@ -122,10 +122,22 @@ func qemuConfig(n *replay.Node) qemu.Config {
 	return c
 }
 
-// md5Of returns the checksum of an image property, null when none.
-func md5Of(c qemu.Config, prop string) *string {
-	if s, ok := c.MD5Sums[prop]; ok {
-		return &s
+// md5Of returns the checksum of an image property, null when none. It is
+// read from the image store (a sidecar, cheap) so that an image uploaded
+// again shows its new checksum, as in GNS3; the one recorded when the
+// property was set stands in when the image cannot be read.
+func (s *Server) md5Of(n *replay.Node, c qemu.Config, prop string) *string {
+	name := c.Image(prop)
+	if name == "" {
+		return nil
+	}
+	if path, err := s.cfg.Images.Resolve(name, s.cfg.Client.ProjectDir(n.ProjectID)); err == nil {
+		if sum, err := s.cfg.Images.MD5(path); err == nil {
+			return &sum
+		}
+	}
+	if sum, ok := c.MD5Sums[prop]; ok {
+		return &sum
 	}
 	return nil
 }
@@ -133,7 +145,7 @@ func md5Of(c qemu.Config, prop string) *string {
 // baseMAC is the MAC address of adapter 0: the configured one, or GNS3's.
 func baseMAC(c qemu.Config, nodeID string) string {
 	if c.MACAddress != "" {
-		return strings.ToLower(c.MACAddress)
+		return c.MACAddress // as the client wrote it, as GNS3 keeps it
 	}
 	return qemu.DefaultMAC(nodeID)
 }
@@ -142,19 +154,19 @@ func (s *Server) v2QEMU(n *replay.Node) qemuV2 {
 	c := qemuConfig(n)
 	return qemuV2{
 		AdapterType: c.AdapterType, Adapters: c.Adapters,
-		BIOSImage: c.BIOS, BIOSImageMD5Sum: md5Of(c, "bios_image"),
+		BIOSImage: c.BIOS, BIOSImageMD5Sum: s.md5Of(n, c, "bios_image"),
 		BootPriority: c.BootPriority,
-		CDROMImage:   c.CDROM, CDROMImageMD5Sum: md5Of(c, "cdrom_image"),
+		CDROMImage:   c.CDROM, CDROMImageMD5Sum: s.md5Of(n, c, "cdrom_image"),
 		CommandLine: n.CommandLine, Console: consoleOf(n), ConsoleType: n.ConsoleType,
 		CPUThrottling: c.CPUThrottling, CPUs: c.CPUs, CreateConfigDisk: c.CreateConfigDisk,
 		CustomAdapters: c.CustomAdapters,
-		HDADiskImage:   c.HDA.Image, HDADiskImageMD5Sum: md5Of(c, "hda_disk_image"), HDADiskInterface: c.HDA.Interface,
-		HDBDiskImage: c.HDB.Image, HDBDiskImageMD5Sum: md5Of(c, "hdb_disk_image"), HDBDiskInterface: c.HDB.Interface,
-		HDCDiskImage: c.HDC.Image, HDCDiskImageMD5Sum: md5Of(c, "hdc_disk_image"), HDCDiskInterface: c.HDC.Interface,
-		HDDDiskImage: c.HDD.Image, HDDDiskImageMD5Sum: md5Of(c, "hdd_disk_image"), HDDDiskInterface: c.HDD.Interface,
-		Initrd: c.Initrd, InitrdMD5Sum: md5Of(c, "initrd"),
+		HDADiskImage:   c.HDA.Image, HDADiskImageMD5Sum: s.md5Of(n, c, "hda_disk_image"), HDADiskInterface: c.HDA.Interface,
+		HDBDiskImage: c.HDB.Image, HDBDiskImageMD5Sum: s.md5Of(n, c, "hdb_disk_image"), HDBDiskInterface: c.HDB.Interface,
+		HDCDiskImage: c.HDC.Image, HDCDiskImageMD5Sum: s.md5Of(n, c, "hdc_disk_image"), HDCDiskInterface: c.HDC.Interface,
+		HDDDiskImage: c.HDD.Image, HDDDiskImageMD5Sum: s.md5Of(n, c, "hdd_disk_image"), HDDDiskInterface: c.HDD.Interface,
+		Initrd: c.Initrd, InitrdMD5Sum: s.md5Of(n, c, "initrd"),
 		KernelCommandLine: c.KernelCommandLine,
-		KernelImage:       c.Kernel, KernelImageMD5Sum: md5Of(c, "kernel_image"),
+		KernelImage:       c.Kernel, KernelImageMD5Sum: s.md5Of(n, c, "kernel_image"),
 		LegacyNetworking: c.LegacyNetworking, LinkedClone: c.LinkedClone,
 		MACAddress: baseMAC(c, n.ID), Name: n.Name,
 		NodeDirectory: s.cfg.Client.NodeDir(n), NodeID: n.ID,
