@@ -10,13 +10,13 @@ import (
 	"testing"
 )
 
-// needQEMU skips a test on a machine without Debian's QEMU packages
+// needQEMU fails a test on a machine without Debian's QEMU packages
 // (make deps installs them).
 func needQEMU(t *testing.T) {
 	t.Helper()
 	for _, bin := range []string{"/usr/bin/qemu-system-x86_64", "/usr/bin/qemu-img"} {
 		if _, err := os.Stat(bin); err != nil {
-			t.Skipf("%s is not installed (make deps installs it)", bin)
+			t.Fatalf("%s is not installed (make deps installs it)", bin)
 		}
 	}
 }

@@ -17,13 +17,13 @@ import (
 	"labd/actors/qemu"
 )
 
-// needQEMUBinaries skips a test on a machine without Debian's QEMU
+// needQEMUBinaries fails a test on a machine without Debian's QEMU
 // packages (make deps installs them).
 func needQEMUBinaries(t *testing.T) {
 	t.Helper()
 	for _, bin := range []string{"qemu-system-x86_64", "qemu-img"} {
 		if _, err := exec.LookPath(bin); err != nil {
-			t.Skipf("%s is not installed (make deps installs it)", bin)
+			t.Fatalf("%s is not installed (make deps installs it)", bin)
 		}
 	}
 }
