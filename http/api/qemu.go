@@ -3,8 +3,6 @@ package api
 import (
 	"encoding/json"
 	"net/http"
-	"slices"
-	"strings"
 
 	"github.com/julienschmidt/httprouter"
 
@@ -254,20 +252,8 @@ type qemuCreate struct {
 
 // qemuUpdate is the body of a QEMU update on either version.
 type qemuUpdate struct {
-	Name        nullable[string] `json:"name"`
-	Console     nullable[int]    `json:"console"`
-	ConsoleType field[string]    `json:"console_type"`
+	nodeUpdate
 	qemuProps
-}
-
-func checkQEMUConsoleType(t field[string]) (*string, error) {
-	if !t.Set {
-		return nil, nil
-	}
-	if !slices.Contains(qemu.ConsoleTypes, t.Value) {
-		return nil, badRequest("field \"console_type\" must be one of %s, not %q", strings.Join(qemu.ConsoleTypes, ", "), t.Value)
-	}
-	return &t.Value, nil
 }
 
 func (s *Server) qemuRoutes() {
@@ -305,7 +291,7 @@ func (s *Server) qemuRoutes() {
 			if cmd.Console, err = checkConsole(body.Console); err != nil {
 				return err
 			}
-			ct, err := checkQEMUConsoleType(body.ConsoleType)
+			ct, err := checkConsoleType(body.ConsoleType, qemu.ConsoleTypes)
 			if err != nil {
 				return err
 			}
@@ -333,16 +319,8 @@ func (s *Server) qemuRoutes() {
 			if err := decodeBody(r, &body, s.cfg.MaxBodyBytes, false); err != nil {
 				return err
 			}
-			cmd := actors.UpdateNode{NodeRef: ref}
-			if body.Name.Set && !body.Name.Null {
-				if cmd.Name, err = checkNodeName(field[string]{Set: true, Value: body.Name.Value}, false); err != nil {
-					return err
-				}
-			}
-			if cmd.Console, err = checkConsole(body.Console); err != nil {
-				return err
-			}
-			if cmd.ConsoleType, err = checkQEMUConsoleType(body.ConsoleType); err != nil {
+			cmd, err := body.command(ref, qemu.ConsoleTypes)
+			if err != nil {
 				return err
 			}
 			if cmd.QEMU, err = body.patch(v); err != nil {

@@ -2,6 +2,9 @@ package api
 
 import (
 	"net/http"
+	"slices"
+	"strconv"
+	"strings"
 
 	"github.com/julienschmidt/httprouter"
 
@@ -119,12 +122,36 @@ type vpcsCreateV2 struct {
 	vpcsCreateCommon
 }
 
-// vpcsUpdateV2 is the body of PUT .../vpcs/nodes/{node_id}.
-type vpcsUpdateV2 struct {
+// nodeUpdate are the members of a node's own in a v2 update of any kind
+// (and a v1 QEMU update).
+type nodeUpdate struct {
 	Name        nullable[string] `json:"name"`
 	Console     nullable[int]    `json:"console"`
 	ConsoleType field[string]    `json:"console_type"`
 }
+
+// command checks the members and returns the update of node ref; the
+// console type must be one of consoleTypes.
+func (u nodeUpdate) command(ref actors.NodeRef, consoleTypes []string) (actors.UpdateNode, error) {
+	cmd := actors.UpdateNode{NodeRef: ref}
+	var err error
+	if u.Name.Set && !u.Name.Null {
+		if cmd.Name, err = checkNodeName(field[string]{Set: true, Value: u.Name.Value}, false); err != nil {
+			return cmd, err
+		}
+	}
+	if cmd.Console, err = checkConsole(u.Console); err != nil {
+		return cmd, err
+	}
+	cmd.ConsoleType, err = checkConsoleType(u.ConsoleType, consoleTypes)
+	return cmd, err
+}
+
+// vpcsUpdateV2 is the body of PUT .../vpcs/nodes/{node_id}.
+type vpcsUpdateV2 struct{ nodeUpdate }
+
+// vpcsConsoleTypes are the console types of a VPCS node.
+var vpcsConsoleTypes = []string{actors.ConsoleTelnet, actors.ConsoleNone}
 
 // checkConsole applies the schemas' console range.
 func checkConsole(c nullable[int]) (*int, error) {
@@ -137,14 +164,24 @@ func checkConsole(c nullable[int]) (*int, error) {
 	return &c.Value, nil
 }
 
-func checkConsoleType(t field[string]) (string, error) {
+// checkConsoleType checks a console type against a kind's; nil when absent.
+func checkConsoleType(t field[string], allowed []string) (*string, error) {
 	if !t.Set {
-		return "", nil
+		return nil, nil
 	}
-	if t.Value != actors.ConsoleTelnet && t.Value != actors.ConsoleNone {
-		return "", badRequest("field \"console_type\" must be one of \"telnet\", \"none\", not %q", t.Value)
+	if !slices.Contains(allowed, t.Value) {
+		return nil, badRequest("field \"console_type\" must be one of %s, not %q", quoteAll(allowed), t.Value)
 	}
-	return t.Value, nil
+	return &t.Value, nil
+}
+
+// quoteAll lists strings as JSON strings, comma-separated.
+func quoteAll(ss []string) string {
+	q := make([]string, len(ss))
+	for i, s := range ss {
+		q[i] = strconv.Quote(s)
+	}
+	return strings.Join(q, ", ")
 }
 
 func checkNodeName(n field[string], required bool) (*string, error) {
@@ -203,8 +240,12 @@ func (s *Server) vpcsRoutes() {
 		if err != nil {
 			return err
 		}
-		if cmd.ConsoleType, err = checkConsoleType(body.ConsoleType); err != nil {
+		ct, err := checkConsoleType(body.ConsoleType, vpcsConsoleTypes)
+		if err != nil {
 			return err
+		}
+		if ct != nil {
+			cmd.ConsoleType = *ct
 		}
 		n, err := s.cfg.Client.CreateNode(r.Context(), cmd)
 		if err != nil {
@@ -252,19 +293,9 @@ func (s *Server) vpcsRoutes() {
 		if err := decodeBody(r, &body, s.cfg.MaxBodyBytes, false); err != nil {
 			return err
 		}
-		cmd := actors.UpdateNode{NodeRef: ref}
-		if body.Name.Set && !body.Name.Null {
-			if cmd.Name, err = checkNodeName(field[string]{Set: true, Value: body.Name.Value}, false); err != nil {
-				return err
-			}
-		}
-		if cmd.Console, err = checkConsole(body.Console); err != nil {
+		cmd, err := body.command(ref, vpcsConsoleTypes)
+		if err != nil {
 			return err
-		}
-		if ct, err := checkConsoleType(body.ConsoleType); err != nil {
-			return err
-		} else if ct != "" {
-			cmd.ConsoleType = &ct
 		}
 		n, err := s.cfg.Client.NodeDo(r.Context(), cmd)
 		if err != nil {
