@@ -54,11 +54,7 @@ type qmpEvent struct {
 
 // qemuConfigOf returns a QEMU node's configuration.
 func qemuConfigOf(n *replay.Node) qemu.Config {
-	c := qemu.Default()
-	if len(n.Properties) > 0 {
-		// Recorded by qemuSettle: it decodes.
-		_ = json.Unmarshal(n.Properties, &c)
-	}
+	c := qemu.Decode(n.Properties)
 	c.ConsoleType = n.ConsoleType
 	return c
 }

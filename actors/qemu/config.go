@@ -1,6 +1,7 @@
 package qemu
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
@@ -82,6 +83,17 @@ func Default() Config {
 		ReplicateNetworkConnectionState: true, OnClose: "power_off", ProcessPriority: "low",
 		CustomAdapters: []CustomAdapter{},
 	}
+}
+
+// Decode returns the configuration a node's recorded properties hold (the
+// JSON of a Config that labd validated), with the defaults for whatever
+// they leave out; the console type is the node's, set by the caller.
+func Decode(props json.RawMessage) Config {
+	c := Default()
+	if len(props) > 0 {
+		_ = json.Unmarshal(props, &c) // labd recorded it from a Config
+	}
+	return c
 }
 
 // ErrInvalid is matched by every error Validate returns.

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"encoding/json"
 	"net/http"
 
 	"github.com/julienschmidt/httprouter"
@@ -112,10 +111,7 @@ type qemuV1 struct {
 
 // qemuConfig returns a QEMU node's configuration as labd recorded it.
 func qemuConfig(n *replay.Node) qemu.Config {
-	c := qemu.Default()
-	if len(n.Properties) > 0 {
-		_ = json.Unmarshal(n.Properties, &c) // recorded by labd: it decodes
-	}
+	c := qemu.Decode(n.Properties)
 	c.ConsoleType = n.ConsoleType
 	return c
 }
