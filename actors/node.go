@@ -354,6 +354,9 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 		if a.state.Running() {
 			ctx.Send(ctx.Self(), reconcile{})
 		}
+		if a.state.Exists() {
+			a.resumeCaptures()
+		}
 	case reconcile:
 		a.reconcileRecorded()
 	case *request:
@@ -372,8 +375,14 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 		a.qmpEvent(m)
 	case *actor.Stopping:
 		// labd stops (or the project actor went away): stop the node as
-		// GNS3 does, and say so in the history.
-		if a.rt.proc != nil {
+		// GNS3 does, and say so in the history; or, with KeepNodes, leave
+		// it running.
+		switch {
+		case a.rt.proc != nil && a.cfg.KeepNodes:
+			// The process keeps running for the next labd to adopt;
+			// the history rightly says it runs.
+			a.release()
+		case a.rt.proc != nil:
 			a.teardown(stopClosing)
 			if err := a.commit(events.NodeStopped{Reason: events.StopShutdown}); err != nil {
 				a.log.Error("could not record the node's stop", "err", err)

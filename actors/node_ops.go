@@ -2,7 +2,6 @@ package actors
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"labd/actors/qemu"
 	"labd/actors/vpcs"
@@ -281,31 +279,6 @@ func (a *nodeActor) exited(p *process) {
 	}
 	if err := a.commit(events.NodeStopped{Reason: reason, ExitCode: &code, Message: msg}); err != nil {
 		a.log.Error("could not record the node's exit", "err", err)
-	}
-}
-
-// reconcileRecorded settles a process the history says runs but this actor
-// does not own: labd restarted, or a stop could not be recorded. The
-// process, if it is still the recorded one, is stopped.
-func (a *nodeActor) reconcileRecorded() {
-	if !a.state.Running() || a.rt.proc != nil {
-		return
-	}
-	p := a.state.Process
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	found := killRecorded(ctx, p.PID, p.ProcStart)
-	cancel()
-	killStragglers(a.dir())
-	for _, t := range p.Tunnels {
-		a.cfg.UDPPorts.Release(t.NodePort)
-		a.cfg.UDPPorts.Release(t.BridgePort)
-	}
-	msg := "labd restarted; the node's process was gone"
-	if found {
-		msg = "labd restarted; the node's process was stopped"
-	}
-	if err := a.commit(events.NodeStopped{Reason: events.StopRestarted, Message: msg}); err != nil {
-		a.log.Error("could not record the node's stop", "err", err)
 	}
 }
 

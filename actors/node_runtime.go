@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"labd/actors/console"
+	"labd/actors/qemu/qmp"
 	"labd/actors/vpcs"
 	"labd/events"
 	"labd/nio"
@@ -81,29 +82,8 @@ func (a *nodeActor) launch() (ev events.NodeStarted, err error) {
 		return ev, err
 	}
 	// The bridges first: the node's first frames must find them.
-	loopback := netip.MustParseAddr("127.0.0.1")
-	for _, t := range rt.tunnels {
-		key := [2]int{t.Adapter, t.Port}
-		br, err := nio.OpenBridge(nio.BridgeConfig{
-			Name:   fmt.Sprintf("%s-%s-%d/%d", strings.ToUpper(a.state.Kind), a.ref.NodeID, t.Adapter, t.Port),
-			Tunnel: netip.AddrPortFrom(loopback, uint16(t.BridgePort)),
-			Node:   netip.AddrPortFrom(loopback, uint16(t.NodePort)),
-			Plane:  a.cfg.Plane,
-			Logger: a.log,
-		})
-		if err != nil {
-			return ev, fmt.Errorf("actors: open bridge: %w", err)
-		}
-		rt.bridges[key] = br
-		if link, ok := a.state.Link(t.Adapter, t.Port); ok {
-			filters, _ := nio.ParseFilters(nio.FilterSpec(link.NIO.Filters)) // validated when recorded
-			if err := a.attach(br, link.NIO, filters); err != nil {
-				return ev, err
-			}
-		}
-		if cp := rt.captures[key]; cp != nil {
-			br.SetCapture(cp)
-		}
+	if err := a.openBridges(&rt); err != nil {
+		return ev, err
 	}
 	if rt.proc, err = startProcess(spec.bin, spec.args, dir, filepath.Join(dir, spec.log)); err != nil {
 		return ev, Conflict("could not start %s: %v", kindName(a.state.Kind), err)
@@ -119,24 +99,7 @@ func (a *nodeActor) launch() (ev events.NodeStarted, err error) {
 		}
 	}
 	p := rt.proc
-	sys, self := a.sys, a.self
-	if rt.qemu != nil {
-		// One goroutine sends the QMP events, then the exit: a guest's
-		// SHUTDOWN reaches the actor before the exit it explains.
-		qc := rt.qemu.qmp
-		go func() {
-			for ev := range qc.Events() {
-				sys.Root.Send(self, qmpEvent{p: p, ev: ev})
-			}
-			<-p.done
-			sys.Root.Send(self, processExited{p})
-		}()
-	} else {
-		go func() {
-			<-p.done
-			sys.Root.Send(self, processExited{p})
-		}()
-	}
+	a.watch(&rt)
 	a.rt = rt
 	a.publishLive()
 	ev = events.NodeStarted{
@@ -148,6 +111,60 @@ func (a *nodeActor) launch() (ev events.NodeStarted, err error) {
 		ev.QMP = rt.qemu.qmpPath
 	}
 	return ev, nil
+}
+
+// openBridges opens the bridge of every tunnel of a run, attaches the
+// recorded links and captures.
+func (a *nodeActor) openBridges(rt *runtime) error {
+	loopback := netip.MustParseAddr("127.0.0.1")
+	for _, t := range rt.tunnels {
+		key := [2]int{t.Adapter, t.Port}
+		br, err := nio.OpenBridge(nio.BridgeConfig{
+			Name:   fmt.Sprintf("%s-%s-%d/%d", strings.ToUpper(a.state.Kind), a.ref.NodeID, t.Adapter, t.Port),
+			Tunnel: netip.AddrPortFrom(loopback, uint16(t.BridgePort)),
+			Node:   netip.AddrPortFrom(loopback, uint16(t.NodePort)),
+			Plane:  a.cfg.Plane,
+			Logger: a.log,
+		})
+		if err != nil {
+			return fmt.Errorf("actors: open bridge: %w", err)
+		}
+		rt.bridges[key] = br
+		if link, ok := a.state.Link(t.Adapter, t.Port); ok {
+			filters, _ := nio.ParseFilters(nio.FilterSpec(link.NIO.Filters)) // validated when recorded
+			if err := a.attach(br, link.NIO, filters); err != nil {
+				return err
+			}
+		}
+		if cp := rt.captures[key]; cp != nil {
+			br.SetCapture(cp)
+		}
+	}
+	return nil
+}
+
+// watch tells the actor when the run's process ends, after the QMP events
+// it sent: one goroutine sends both, so a guest's SHUTDOWN reaches the
+// actor before the exit it explains. It returns when the process ends or
+// labd releases it.
+func (a *nodeActor) watch(rt *runtime) {
+	p, sys, self := rt.proc, a.sys, a.self
+	var qmpEvents <-chan qmp.Event
+	if rt.qemu != nil {
+		qmpEvents = rt.qemu.qmp.Events()
+	}
+	go func() {
+		if qmpEvents != nil {
+			for ev := range qmpEvents {
+				sys.Root.Send(self, qmpEvent{p: p, ev: ev})
+			}
+		}
+		select {
+		case <-p.done:
+			sys.Root.Send(self, processExited{p})
+		case <-p.released:
+		}
+	}()
 }
 
 // vpcsCommand is VPCS's part of a start.

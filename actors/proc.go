@@ -12,19 +12,25 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // process is a node's emulator process, started in its own session so that
 // a labd crash does not take it down (and a later labd can recognise it by
-// pid and start time).
+// pid and start time and adopt it).
 type process struct {
-	cmd       *exec.Cmd
+	cmd       *exec.Cmd // nil for an adopted process: not labd's child
 	pid       int
 	startTime uint64
 	log       string // the file its output goes to
 	done      chan struct{}
-	// state is set before done is closed.
+	// state is set before done is closed; it stays nil for an adopted
+	// process, whose exit status only its parent (init) learns.
 	state *os.ProcessState
+	// released is closed when labd stops watching an adopted process
+	// that keeps running (--keep-nodes).
+	released chan struct{}
 }
 
 // startProcess runs path with args in dir, output appended to logPath.
@@ -42,7 +48,7 @@ func startProcess(path string, args []string, dir, logPath string) (*process, er
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	p := &process{cmd: cmd, pid: cmd.Process.Pid, log: logPath, done: make(chan struct{})}
+	p := &process{cmd: cmd, pid: cmd.Process.Pid, log: logPath, done: make(chan struct{}), released: make(chan struct{})}
 	p.startTime, _ = procStartTime(p.pid)
 	go func() {
 		_ = cmd.Wait()
@@ -68,35 +74,118 @@ func (p *process) stop(grace time.Duration) {
 		return
 	default:
 	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	_ = p.signal(syscall.SIGTERM)
 	t := time.NewTimer(grace)
 	defer t.Stop()
 	select {
 	case <-p.done:
 	case <-t.C:
-		_ = p.cmd.Process.Kill()
+		_ = p.signal(syscall.SIGKILL)
 		<-p.done
 	}
+}
+
+// signal sends sig to the process. An adopted process is not labd's
+// child, so its pid could name another process once it is gone: it is
+// signalled only while it is still the recorded one.
+func (p *process) signal(sig syscall.Signal) error {
+	if p.cmd != nil {
+		return p.cmd.Process.Signal(sig)
+	}
+	if !sameProcess(p.pid, p.startTime) {
+		return os.ErrProcessDone
+	}
+	return syscall.Kill(p.pid, sig)
+}
+
+// errGone: the recorded process no longer runs.
+var errGone = errors.New("the recorded process is gone")
+
+// adoptProcess watches a process that a previous labd started, if pid and
+// startTime still name it. Its end is seen through a pidfd, which becomes
+// readable when the process exits (reaped or not: this sandbox's init
+// leaves zombies).
+func adoptProcess(pid int, startTime uint64, logPath string) (*process, error) {
+	if !sameProcess(pid, startTime) {
+		return nil, errGone
+	}
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return nil, fmt.Errorf("actors: pidfd of %d: %w", pid, err)
+	}
+	if !sameProcess(pid, startTime) { // the pid was reused meanwhile
+		unix.Close(fd)
+		return nil, errGone
+	}
+	p := &process{pid: pid, startTime: startTime, log: logPath, done: make(chan struct{}), released: make(chan struct{})}
+	go p.watchPidfd(fd)
+	return p, nil
+}
+
+// watchPidfd closes done when the process exits, or returns when labd
+// releases it.
+func (p *process) watchPidfd(fd int) {
+	defer unix.Close(fd)
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	for {
+		select {
+		case <-p.released:
+			return
+		default:
+		}
+		n, err := unix.Poll(fds, 250)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if n > 0 || err != nil {
+			close(p.done)
+			return
+		}
+	}
+}
+
+// release stops watching an adopted process that keeps running.
+func (p *process) release() {
+	select {
+	case <-p.released:
+	default:
+		close(p.released)
+	}
+}
+
+// sameProcess reports whether pid is still the live process started at
+// startTime (a zombie is gone: it runs nothing).
+func sameProcess(pid int, startTime uint64) bool {
+	state, st, err := procStat(pid)
+	return err == nil && st == startTime && state != 'Z' && state != 'X'
 }
 
 // procStartTime returns a process's start time in clock ticks after boot,
 // field 22 of /proc/<pid>/stat.
 func procStartTime(pid int) (uint64, error) {
+	_, st, err := procStat(pid)
+	return st, err
+}
+
+// procStat returns a process's state (field 3 of /proc/<pid>/stat: R, S,
+// Z...) and start time (field 22).
+func procStat(pid int) (state byte, startTime uint64, err error) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	// The command name (field 2) may hold spaces and parentheses: fields
 	// are counted after its closing parenthesis.
 	i := bytes.LastIndexByte(b, ')')
 	if i < 0 {
-		return 0, errors.New("malformed stat")
+		return 0, 0, errors.New("malformed stat")
 	}
 	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 20 {
-		return 0, errors.New("malformed stat")
+	if len(f) < 20 || len(f[0]) != 1 {
+		return 0, 0, errors.New("malformed stat")
 	}
-	return strconv.ParseUint(f[19], 10, 64) // field 22 is the 20th after the name
+	startTime, err = strconv.ParseUint(f[19], 10, 64) // field 22 is the 20th after the name
+	return f[0][0], startTime, err
 }
 
 // killRecorded kills the process a node.started event recorded, if that
@@ -106,18 +195,20 @@ func killRecorded(ctx context.Context, pid int, startTime uint64) bool {
 	if pid <= 0 {
 		return false
 	}
-	if st, err := procStartTime(pid); err != nil || st != startTime {
+	if !sameProcess(pid, startTime) {
 		return false
 	}
 	_ = syscall.Kill(pid, syscall.SIGTERM)
 	deadline := time.Now().Add(3 * time.Second)
 	for time.Now().Before(deadline) && ctx.Err() == nil {
-		if st, err := procStartTime(pid); err != nil || st != startTime {
+		if !sameProcess(pid, startTime) {
 			return true
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	_ = syscall.Kill(pid, syscall.SIGKILL)
+	if sameProcess(pid, startTime) {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
 	return true
 }
 

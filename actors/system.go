@@ -54,6 +54,9 @@ type Config struct {
 	// shutdown_signal waits for the guest to power off before QEMU is
 	// told to quit; zero means 120 s, as GNS3.
 	QEMUShutdownTimeout time.Duration
+	// KeepNodes leaves node processes running when labd stops, for the
+	// next labd to adopt; by default they are stopped, as GNS3 does.
+	KeepNodes bool
 	// Plane joins the bridges of links whose two ends are nodes of this
 	// daemon, so their frames do not cross loopback twice; nil means a
 	// plane of its own.

@@ -52,6 +52,7 @@ var payloads = map[Type]payload{
 	TypeNodeSuspended:    payloadOf[NodeSuspended](1),
 	TypeNodeResumed:      payloadOf[NodeResumed](1),
 	TypeNodeReset:        payloadOf[NodeReset](1),
+	TypeNodeAdopted:      payloadOf[NodeAdopted](1),
 }
 
 func payloadOf[T Data](schema int) payload {

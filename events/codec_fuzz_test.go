@@ -39,6 +39,7 @@ func samples() map[events.Type]events.Data {
 		events.TypeNodeSuspended:   events.NodeSuspended{Cause: events.CauseRequested},
 		events.TypeNodeResumed:     events.NodeResumed{Cause: events.CauseGuest},
 		events.TypeNodeReset:       events.NodeReset{Cause: events.CauseRequested},
+		events.TypeNodeAdopted:     events.NodeAdopted{PID: 4242, ProcStart: 987654},
 		events.TypeNodeStopped:     events.NodeStopped{Reason: events.StopExited, ExitCode: &exitCode, Message: "segfault"},
 		events.TypeNodeStartFailed: events.NodeStartFailed{Error: "vpcs: not found"},
 		events.TypeNodeDeleted:     events.NodeDeleted{},

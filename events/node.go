@@ -19,6 +19,7 @@ const (
 	TypeNodeSuspended   Type = "node.suspended"
 	TypeNodeResumed     Type = "node.resumed"
 	TypeNodeReset       Type = "node.reset"
+	TypeNodeAdopted     Type = "node.adopted"
 )
 
 // NodeCreated creates a node in an open project: the first event of a node
@@ -114,6 +115,14 @@ type NodeResumed struct {
 // by QEMU's system_reset, or a reset from inside the guest).
 type NodeReset struct {
 	Cause string `json:"cause"`
+}
+
+// NodeAdopted records that a restarted labd found the node's recorded
+// process still running (same pid, same start time) and took it over: its
+// bridges rebound on the recorded ports, its console and QMP re-attached.
+type NodeAdopted struct {
+	PID       int    `json:"pid"`
+	ProcStart uint64 `json:"proc_start"`
 }
 
 // NodeStartFailed records a start that did not produce a running node.
@@ -217,3 +226,6 @@ func (NodeResumed) EventType() Type { return TypeNodeResumed }
 
 // EventType implements Data.
 func (NodeReset) EventType() Type { return TypeNodeReset }
+
+// EventType implements Data.
+func (NodeAdopted) EventType() Type { return TypeNodeAdopted }

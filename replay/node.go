@@ -156,6 +156,10 @@ func ApplyNode(n *Node, r events.Record) (*Node, error) {
 		if !n.Running() {
 			return fail("the node is not running")
 		}
+	case events.NodeAdopted:
+		if !n.Running() || n.Process.PID != d.PID || n.Process.ProcStart != d.ProcStart {
+			return fail("no such process is recorded as running")
+		}
 	case events.NodeStartFailed:
 		// A start that left nothing running: a record, no state change.
 	case events.NodeDeleted:

@@ -104,6 +104,7 @@ func TestNodeFoldRefusesIllegalHistories(t *testing.T) {
 		"suspended while stopped":            {nrec(3, pid, nid, events.NodeSuspended{}), "not running"},
 		"resumed while stopped":              {nrec(3, pid, nid, events.NodeResumed{}), "not suspended"},
 		"reset while stopped":                {nrec(3, pid, nid, events.NodeReset{}), "not running"},
+		"adopted while stopped":              {nrec(3, pid, nid, events.NodeAdopted{PID: 1}), "no such process"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			s := fold(t, base...)
@@ -133,6 +134,7 @@ func TestNodeSuspendResumeAndProperties(t *testing.T) {
 	}{
 		{events.NodeUpdated{Name: "Q2", Properties: json.RawMessage(`{"ram":512}`)}, replay.NodeStopped},
 		{events.NodeStarted{PID: 7}, replay.NodeStarted},
+		{events.NodeAdopted{PID: 7}, replay.NodeStarted},
 		{events.NodeSuspended{Cause: events.CauseRequested}, replay.NodeSuspended},
 		{events.NodeResumed{Cause: events.CauseGuest}, replay.NodeStarted},
 		{events.NodeReset{Cause: events.CauseGuest}, replay.NodeStarted},

@@ -2,7 +2,9 @@ package main
 
 import (
 	"encoding/json"
+	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -91,36 +93,105 @@ func TestSIGTERMStopsNodes(t *testing.T) {
 }
 
 // A crashed daemon leaves its nodes running (their own sessions); the next
-// daemon recognises them by pid and start time, stops them and records why,
-// so no process is orphaned and the node can start again.
-func TestRestartAfterSIGKILLSettlesRunningNodes(t *testing.T) {
+// daemon recognises them by pid and start time and adopts them: the same
+// process, still started, its console served again. A process that died
+// while no labd ran is recorded as stopped, and the node starts again.
+func TestRestartAfterSIGKILLAdoptsRunningNodes(t *testing.T) {
 	dir := t.TempDir()
 	d := startLabd(t, dir)
 	url, nodeDir := startVPCS(t, d)
+	var before map[string]any
+	getJSON(t, url, &before)
+	pids := vpcsPIDs(t, nodeDir)
 	d.cmd.Process.Kill()
 	d.wait(10 * time.Second)
 	if len(vpcsPIDs(t, nodeDir)) == 0 {
 		t.Fatal("the node's process died with labd: it should run in its own session")
 	}
+
 	d2 := startLabd(t, dir)
 	url2 := strings.Replace(url, d.URL, d2.URL, 1)
+	var after map[string]any
+	getJSON(t, url2, &after)
+	if !equalJSON(before, after) {
+		t.Fatalf("GET after the restart:\n%v\nbefore the crash:\n%v", after, before)
+	}
+	if got := vpcsPIDs(t, nodeDir); !slices.Equal(got, pids) {
+		t.Fatalf("vpcs pids %v after the restart, %v before: not adopted", got, pids)
+	}
+	waitLog(t, d2, "adopted the node's process")
+	conn, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(int(after["console"].(float64))), 5*time.Second)
+	if err != nil {
+		t.Fatalf("the adopted node's console: %v", err)
+	}
+	conn.Close()
+
+	// Killed while no labd runs: the next one records it stopped.
+	d2.cmd.Process.Kill()
+	d2.wait(10 * time.Second)
+	for _, pid := range vpcsPIDs(t, nodeDir) {
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
+	waitNoVPCS(t, nodeDir, "after killing the node")
+	d3 := startLabd(t, dir)
+	url3 := strings.Replace(url, d.URL, d3.URL, 1)
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		var n map[string]any
-		getJSON(t, url2, &n)
+		getJSON(t, url3, &n)
 		if n["status"] == "stopped" {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("after the restart the node is still %v", n["status"])
+			t.Fatalf("a node whose process died is still %v after the restart", n["status"])
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	waitNoVPCS(t, nodeDir, "after the restart")
-	if s, b, err := call("POST", url2+"/start", ""); err != nil || s != 200 {
+	if s, b, err := call("POST", url3+"/start", ""); err != nil || s != 200 {
 		t.Fatalf("start after the restart: %d %s %v", s, b, err)
 	}
 	if len(vpcsPIDs(t, nodeDir)) == 0 {
 		t.Fatal("no vpcs after the new start")
 	}
+}
+
+// With --keep-nodes a graceful stop leaves the nodes running, and the next
+// labd adopts them.
+func TestKeepNodesLeavesThemForTheNextLabd(t *testing.T) {
+	dir := t.TempDir()
+	d := startLabd(t, dir, "--keep-nodes")
+	url, nodeDir := startVPCS(t, d)
+	pids := vpcsPIDs(t, nodeDir)
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	if code := d.wait(30 * time.Second); code != 0 {
+		t.Fatalf("exit status %d", code)
+	}
+	if got := vpcsPIDs(t, nodeDir); !slices.Equal(got, pids) {
+		t.Fatalf("after SIGTERM with --keep-nodes, vpcs pids %v, want %v still running", got, pids)
+	}
+	d2 := startLabd(t, dir)
+	var n map[string]any
+	getJSON(t, strings.Replace(url, d.URL, d2.URL, 1), &n)
+	if n["status"] != "started" {
+		t.Fatalf("after --keep-nodes and a restart the node is %v", n["status"])
+	}
+	waitLog(t, d2, "adopted the node's process")
+	if got := vpcsPIDs(t, nodeDir); !slices.Equal(got, pids) {
+		t.Fatalf("vpcs pids %v after the restart, want the kept %v", got, pids)
+	}
+}
+
+// waitLog waits for a line of d's log containing want.
+func waitLog(t *testing.T, d *daemonProc, want string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, l := range d.log() {
+			if strings.Contains(l, want) {
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("no %q in the log:\n%s", want, strings.Join(d.log(), "\n"))
 }

@@ -52,6 +52,7 @@ type serveConfig struct {
 	qemuDirs           []string
 	vncPorts           nio.PortRange
 	qemuShutdown       time.Duration
+	keepNodes          bool
 }
 
 func parseServeFlags(args []string) (serveConfig, error) {
@@ -79,6 +80,7 @@ func parseServeFlags(args []string) (serveConfig, error) {
 	fs.StringVar(&c.imagesDir, "images-dir", "", "image store; QEMU images in its QEMU folder (default: <data-dir>/images)")
 	fs.StringVar(&qemuDirs, "qemu-dirs", "", "comma-separated directories searched for qemu-system-* and qemu-img before PATH")
 	fs.StringVar(&vncRange, "vnc-port-range", "5900-10000", "the part of the console range VNC consoles take ports from")
+	fs.BoolVar(&c.keepNodes, "keep-nodes", false, "leave node processes running when labd stops, for the next labd to adopt")
 	fs.DurationVar(&c.qemuShutdown, "qemu-shutdown-timeout", 120*time.Second, "how long a stop with on_close shutdown_signal waits for the guest")
 	if err := fs.Parse(args); err != nil {
 		return c, errUsage
@@ -191,6 +193,7 @@ func serve(ctx context.Context, args []string) error {
 		Images:              qemu.Images{Root: c.imagesDir},
 		QEMU:                qemu.Finder{Dirs: c.qemuDirs},
 		QEMUShutdownTimeout: c.qemuShutdown,
+		KeepNodes:           c.keepNodes,
 		Logger:              log.With("component", "actors"),
 	}, state)
 	if err != nil {

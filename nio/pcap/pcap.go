@@ -11,6 +11,7 @@ package pcap
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -63,15 +64,81 @@ func Create(path string) (*Capture, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pcap: %w", err)
 	}
+	return start(f, path, true)
+}
+
+// Resume continues the capture file at path, as a capture that a labd
+// crash interrupted: a record cut short by the crash is dropped, and new
+// frames follow the last whole one. A file without a whole header starts
+// afresh.
+func Resume(path string) (*Capture, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("pcap: %w", err)
+	}
+	end, err := wholeRecordsEnd(f)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("pcap %s: %w", path, err)
+	}
+	if err := f.Truncate(end); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("pcap %s: %w", path, err)
+	}
+	if _, err := f.Seek(end, io.SeekStart); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("pcap %s: %w", path, err)
+	}
+	return start(f, path, end == 0)
+}
+
+// fileHeaderLen and recordHeaderLen are the sizes of a pcap file header
+// and of a record header.
+const fileHeaderLen, recordHeaderLen = 24, 16
+
+// wholeRecordsEnd returns the offset just after the last whole record of
+// a pcap file written by this package (little-endian, as pcapgo writes on
+// amd64), 0 if it has no whole header.
+func wholeRecordsEnd(f *os.File) (int64, error) {
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return 0, err
+	}
+	r := bufio.NewReader(f)
+	var hdr [fileHeaderLen]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return 0, nil
+	}
+	end := int64(fileHeaderLen)
+	var rec [recordHeaderLen]byte
+	for {
+		if _, err := io.ReadFull(r, rec[:]); err != nil {
+			return end, nil
+		}
+		n := int64(binary.LittleEndian.Uint32(rec[8:12]))
+		if n > snapLen {
+			return end, nil // garbage after a torn write
+		}
+		if _, err := r.Discard(int(n)); err != nil {
+			return end, nil
+		}
+		end += recordHeaderLen + n
+	}
+}
+
+// start wraps an open file positioned at its end, writing the file header
+// first when header is set.
+func start(f *os.File, path string, header bool) (*Capture, error) {
 	bw := bufio.NewWriterSize(f, bufferSize)
 	pw := pcapgo.NewWriter(bw)
-	if err := pw.WriteFileHeader(snapLen, layers.LinkTypeEthernet); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("pcap %s: header: %w", path, err)
-	}
-	if err := bw.Flush(); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("pcap %s: header: %w", path, err)
+	if header {
+		if err := pw.WriteFileHeader(snapLen, layers.LinkTypeEthernet); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("pcap %s: header: %w", path, err)
+		}
+		if err := bw.Flush(); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("pcap %s: header: %w", path, err)
+		}
 	}
 	c := &Capture{
 		path:    path,

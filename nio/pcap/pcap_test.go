@@ -298,3 +298,66 @@ func TestCloseStopsFlusher(t *testing.T) {
 		t.Fatalf("%d goroutines after closing 20 captures, %d before", after, before)
 	}
 }
+
+// TestResumeContinuesAfterACrash: a capture a crash interrupted, its last
+// record cut short, is resumed: the torn record is dropped, the whole ones
+// stay, and new frames follow them in one readable file.
+func TestResumeContinuesAfterACrash(t *testing.T) {
+	c := create(t)
+	now := time.Now()
+	c.WritePacket(now, frame(0, 60))
+	c.WritePacket(now, frame(1, 100))
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// The crash: half of a third record reached the file.
+	f, err := os.OpenFile(c.Path(), os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	torn := []byte{1, 2, 3, 4, 0, 0, 0, 0, 200, 0, 0, 0, 200, 0, 0, 0, 9, 9, 9}
+	if _, err := f.Write(torn); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+
+	r, err := Resume(c.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.WritePacket(now.Add(time.Second), frame(2, 70))
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	in, err := os.Open(c.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	got := readAll(t, in)
+	want := [][]byte{frame(0, 60), frame(1, 100), frame(2, 70)}
+	if len(got) != len(want) {
+		t.Fatalf("%d packets after resuming, want %d", len(got), len(want))
+	}
+	for i := range want {
+		if !bytes.Equal(got[i], want[i]) {
+			t.Fatalf("packet %d differs", i)
+		}
+	}
+
+	// A file that never got its header starts afresh.
+	empty := filepath.Join(t.TempDir(), "empty.pcap")
+	if err := os.WriteFile(empty, []byte{0xd4, 0xc3}, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e, err := Resume(empty)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.WritePacket(now, frame(3, 60))
+	e.Close()
+	b, _ := os.ReadFile(empty)
+	if got := readAll(t, bytes.NewReader(b)); len(got) != 1 {
+		t.Fatalf("a headerless file resumed to %d packets, want 1", len(got))
+	}
+}
