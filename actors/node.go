@@ -139,6 +139,10 @@ type StopCapture struct {
 // ResetConsole reconnects a running node's console proxy to its process.
 type ResetConsole struct{ NodeRef }
 
+// settleNode waits until a node has settled the process its history
+// records (see Client.settleRecordedNodes).
+type settleNode struct{ NodeRef }
+
 // closeNode closes a node because its project closes.
 type closeNode struct{ NodeRef }
 
@@ -351,8 +355,16 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		a.self, a.sys = ctx.Self(), ctx.ActorSystem()
-		if a.state.Running() {
+		switch {
+		case a.state.Running():
 			ctx.Send(ctx.Self(), reconcile{})
+		case a.state.Exists():
+			// A process that labd started but could not record before it
+			// died runs unowned in the node directory: end it, or a start
+			// would run the node twice.
+			if n := killStragglers(a.dir()); n > 0 {
+				a.log.Warn("killed processes of an unrecorded start", "count", n)
+			}
 		}
 		if a.state.Exists() {
 			a.resumeCaptures()
@@ -439,6 +451,8 @@ func (a *nodeActor) serve(req *request) {
 		req.respond(a.stopCapture(c.Adapter, c.Port))
 	case ResetConsole:
 		req.respond(a.resetConsole())
+	case settleNode:
+		req.respond(a.state, nil) // serve's preamble settled it
 	default:
 		req.respond(nil, fmt.Errorf("actors: node actor cannot handle %T", c))
 	}

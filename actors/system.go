@@ -152,7 +152,32 @@ func Start(cfg Config, st *replay.State) (*Client, error) {
 	// until every project actor is in the directory, or a read served
 	// right after startup would miss projects.
 	<-ready
+	c.settleRecordedNodes(st)
 	return c, nil
+}
+
+// settleRecordedNodes has every node the history says runs adopted, or
+// recorded as stopped, before the daemon serves: a GET must not show a
+// process that is gone as running. Nodes are settled in parallel.
+func (c *Client) settleRecordedNodes(st *replay.State) {
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 16)
+	for _, n := range st.Nodes {
+		if !n.Running() {
+			continue
+		}
+		ref := NodeRef{ProjectID: n.ProjectID, NodeID: n.ID}
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			// The node actor settles its recorded process before it
+			// serves any request; this one only waits for that.
+			if _, err := c.NodeDo(context.Background(), settleNode{ref}); err != nil {
+				c.cfg.Logger.Warn("a recorded node could not be settled at startup", "project_id", ref.ProjectID, "node_id", ref.NodeID, "err", err)
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // Stop stops every actor, after the messages already queued to them. It
