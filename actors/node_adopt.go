@@ -35,10 +35,7 @@ func (a *nodeActor) reconcileRecorded() {
 	found := killRecorded(ctx, rec.PID, rec.ProcStart)
 	cancel()
 	killStragglers(a.dir())
-	for _, t := range rec.Tunnels {
-		a.cfg.UDPPorts.Release(t.NodePort)
-		a.cfg.UDPPorts.Release(t.BridgePort)
-	}
+	a.releaseTunnels(rec.Tunnels)
 	msg := "labd restarted; the node's process was gone"
 	if found {
 		msg = fmt.Sprintf("labd restarted; the node's process could not be adopted (%v) and was stopped", err)
@@ -87,7 +84,8 @@ func (a *nodeActor) adopt(rec events.NodeStarted) (err error) {
 		rt.qemu = &qemuRun{qmp: client, qmpPath: rec.QMP, props: a.state.Properties}
 	}
 	if a.state.ConsoleType == ConsoleTelnet && a.state.Console != 0 && rt.internalConsole != 0 {
-		if rt.proxy, err = a.openConsole(p, rt.internalConsole, a.state.Console); err != nil {
+		// Lazily: a busy process must not hold labd's startup.
+		if rt.proxy, err = a.openConsole(p, rt.internalConsole, a.state.Console, true); err != nil {
 			return err
 		}
 	}

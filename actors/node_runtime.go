@@ -94,7 +94,7 @@ func (a *nodeActor) launch() (ev events.NodeStarted, err error) {
 		}
 	}
 	if a.state.ConsoleType == ConsoleTelnet && a.state.Console != 0 {
-		if rt.proxy, err = a.openConsole(rt.proc, rt.internalConsole, a.state.Console); err != nil {
+		if rt.proxy, err = a.openConsole(rt.proc, rt.internalConsole, a.state.Console, false); err != nil {
 			return ev, err
 		}
 	}
@@ -180,6 +180,11 @@ func (a *nodeActor) vpcsCommand(rt *runtime) (launchSpec, error) {
 	if rt.internalConsole, err = freeTCPPort(); err != nil {
 		return launchSpec{}, Conflict("no internal console port: %v", err)
 	}
+	if !version.HasRelayFlag() {
+		if err := a.takeRelayPort(&rt.tunnels[0]); err != nil {
+			return launchSpec{}, err
+		}
+	}
 	_, hasScript, _ := vpcs.ReadScript(a.dir())
 	t0 := rt.tunnels[0]
 	args := vpcs.Args(version, vpcs.Options{
@@ -187,6 +192,33 @@ func (a *nodeActor) vpcsCommand(rt *runtime) (launchSpec, error) {
 		LocalPort: t0.NodePort, RemotePort: t0.BridgePort, Script: hasScript,
 	})
 	return launchSpec{bin: bin, args: args, log: vpcs.LogName}, nil
+}
+
+// vpcsRelayOffset is where VPCS 0.5 binds its relay port: NodePort+9.
+const vpcsRelayOffset = 9
+
+// takeRelayPort holds the relay port a VPCS without -R binds, so that the
+// pool never hands it to another node: when the tunnel's node port p has
+// p+9 taken, it moves to the lowest port that has both free.
+func (a *nodeActor) takeRelayPort(t *events.Tunnel) error {
+	if a.cfg.UDPPorts.Take(t.NodePort+vpcsRelayOffset) == nil {
+		t.RelayPort = t.NodePort + vpcsRelayOffset
+		return nil
+	}
+	r := a.cfg.UDPPorts.Range()
+	for p := r.First; p+vpcsRelayOffset <= r.Last; p++ {
+		if a.cfg.UDPPorts.Take(p) != nil {
+			continue
+		}
+		if a.cfg.UDPPorts.Take(p+vpcsRelayOffset) != nil {
+			a.cfg.UDPPorts.Release(p)
+			continue
+		}
+		a.cfg.UDPPorts.Release(t.NodePort)
+		t.NodePort, t.RelayPort = p, p+vpcsRelayOffset
+		return nil
+	}
+	return Conflict("no free UDP port p with p+%d free too (VPCS's relay port) in %v", vpcsRelayOffset, r)
 }
 
 // kindName is a node kind as messages name it.
@@ -198,8 +230,9 @@ func kindName(kind string) string {
 }
 
 // openConsole serves the public console port, once the process listens on
-// its internal one.
-func (a *nodeActor) openConsole(p *process, internal, public int) (*console.Proxy, error) {
+// its internal one (or at once when lazy: the proxy reaches it in the
+// background).
+func (a *nodeActor) openConsole(p *process, internal, public int, lazy bool) (*console.Proxy, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() {
@@ -214,6 +247,7 @@ func (a *nodeActor) openConsole(p *process, internal, public int) (*console.Prox
 		Target:      net.JoinHostPort("127.0.0.1", strconv.Itoa(internal)),
 		DialTimeout: 10 * time.Second,
 		Logger:      a.log,
+		Lazy:        lazy,
 	})
 	if err != nil {
 		tail := logTail(p.log, 1024)
@@ -228,7 +262,7 @@ func (a *nodeActor) restartConsole() error {
 		a.rt.proxy = nil
 	}
 	if a.state.ConsoleType == ConsoleTelnet && a.state.Console != 0 {
-		proxy, err := a.openConsole(a.rt.proc, a.rt.internalConsole, a.state.Console)
+		proxy, err := a.openConsole(a.rt.proc, a.rt.internalConsole, a.state.Console, false)
 		if err != nil {
 			a.publishLive()
 			return err
@@ -266,6 +300,15 @@ func (a *nodeActor) nioAddrs(n events.NIO) (local, remote netip.AddrPort, err er
 		return local, remote, Conflict("Could not create an UDP connection to %s:%d: cannot resolve %s", n.RHost, n.RPort, n.RHost)
 	}
 	return netip.AddrPortFrom(host, uint16(n.LPort)), netip.AddrPortFrom(ips[0].Unmap(), uint16(n.RPort)), nil
+}
+
+// releaseTunnels returns the UDP ports of tunnels to the pool.
+func (a *nodeActor) releaseTunnels(ts []events.Tunnel) {
+	for _, t := range ts {
+		for _, p := range t.Ports() {
+			a.cfg.UDPPorts.Release(p)
+		}
+	}
 }
 
 // How teardown ends a node's process.
@@ -312,10 +355,7 @@ func (a *nodeActor) teardown(mode stopMode) int {
 		_ = br.Close()
 		delete(rt.bridges, key)
 	}
-	for _, t := range rt.tunnels {
-		a.cfg.UDPPorts.Release(t.NodePort)
-		a.cfg.UDPPorts.Release(t.BridgePort)
-	}
+	a.releaseTunnels(rt.tunnels)
 	rt.tunnels, rt.internalConsole = nil, 0
 	a.publishLive()
 	return code

@@ -57,6 +57,18 @@ type Tunnel struct {
 	// 127.0.0.1 and held from the UDP pool while the node runs.
 	NodePort   int `json:"node_port"`
 	BridgePort int `json:"bridge_port"`
+	// RelayPort is a UDP port the node's process binds besides NodePort,
+	// held from the pool too: VPCS before 0.8 cannot be told not to bind
+	// its relay port (NodePort+9), which GNS3 turns off with -R.
+	RelayPort int `json:"relay_port,omitempty"`
+}
+
+// Ports returns the UDP ports the tunnel holds.
+func (t Tunnel) Ports() []int {
+	if t.RelayPort != 0 {
+		return []int{t.NodePort, t.BridgePort, t.RelayPort}
+	}
+	return []int{t.NodePort, t.BridgePort}
 }
 
 // NodeStarted records a running node process: what is needed to recognise

@@ -124,6 +124,21 @@ func (p *Pool) Reserve(port int) error {
 	return nil
 }
 
+// Take hands out a given port if it is free: not handed out, and not bound
+// by anyone on the host. Unlike Reserve, it may be outside the range.
+func (p *Pool) Take(port int) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.used[port] {
+		return fmt.Errorf("nio: %s port %d is already allocated", p.network, port)
+	}
+	if port < 1 || port > 65535 || !p.bindable(port) {
+		return fmt.Errorf("nio: %s port %d is in use", p.network, port)
+	}
+	p.used[port] = true
+	return nil
+}
+
 // Release returns port to the pool.
 func (p *Pool) Release(port int) {
 	p.mu.Lock()

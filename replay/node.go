@@ -216,7 +216,7 @@ func (n *Node) heldPorts() (console int, udp []int) {
 	}
 	if n.Process != nil {
 		for _, t := range n.Process.Tunnels {
-			udp = append(udp, t.NodePort, t.BridgePort)
+			udp = append(udp, t.Ports()...)
 		}
 	}
 	return n.Console, udp

@@ -43,6 +43,10 @@ type Config struct {
 	DialTimeout time.Duration
 	// Logger receives the proxy's logs; nil discards them.
 	Logger *slog.Logger
+	// Lazy makes Start return once Listen is bound and reach Target in
+	// the background, as after a lost connection: for a process that
+	// already runs (labd adopting it) and may be slow to answer.
+	Lazy bool
 
 	writeTimeout time.Duration // 0: defaultWriteTimeout
 	queueBytes   int           // 0: defaultQueueBytes
@@ -86,8 +90,8 @@ type Proxy struct {
 }
 
 // Start binds cfg.Listen, connects to cfg.Target, retrying until
-// cfg.DialTimeout passes or ctx ends, then serves clients until Close. ctx
-// bounds Start only. On failure nothing is left open; a taken Listen
+// cfg.DialTimeout passes or ctx ends (unless cfg.Lazy), then serves
+// clients until Close. ctx bounds Start only. On failure nothing is left open; a taken Listen
 // address fails with an error wrapping ErrPortInUse.
 func Start(ctx context.Context, cfg Config) (*Proxy, error) {
 	cfg = cfg.withDefaults()
@@ -99,10 +103,12 @@ func Start(ctx context.Context, cfg Config) (*Proxy, error) {
 		}
 		return nil, fmt.Errorf("console: %w", err)
 	}
-	target, err := dialUntil(ctx, cfg.Target, cfg.DialTimeout)
-	if err != nil {
-		ln.Close()
-		return nil, err
+	var target net.Conn
+	if !cfg.Lazy {
+		if target, err = dialUntil(ctx, cfg.Target, cfg.DialTimeout); err != nil {
+			ln.Close()
+			return nil, err
+		}
 	}
 	bound := ln.Addr().(*net.TCPAddr).AddrPort()
 	p := &Proxy{
@@ -115,7 +121,12 @@ func Start(ctx context.Context, cfg Config) (*Proxy, error) {
 	}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	p.wg.Go(p.acceptLoop)
-	p.wg.Go(func() { p.superviseTarget(target) })
+	p.wg.Go(func() {
+		if target == nil {
+			target = p.redial()
+		}
+		p.superviseTarget(target)
+	})
 	p.log.Debug("console proxy started")
 	return p, nil
 }
