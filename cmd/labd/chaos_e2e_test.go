@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -85,6 +86,13 @@ func TestChaosKillsLoseNothing(t *testing.T) {
 	m.d.wait(10 * time.Second)
 	st := foldDataDir(t, dir)
 	m.checkProcesses(st)
+	// The history keeps every invariant labd audit checks.
+	if out, err := exec.Command(labdBinary(t), "audit", "--verify", "--data-dir", dir, "--compute-id", "e2e").CombinedOutput(); err != nil ||
+		!strings.Contains(string(out), "verify: OK") {
+		t.Fatalf("labd audit --verify: %v\n%s", err, out)
+	} else {
+		t.Logf("%s", strings.TrimSpace(string(out)))
+	}
 	// The pools hold exactly what the history holds.
 	if want := sorted(st.ConsolePorts()); !slices.Equal(sorted(ports.ConsolePorts), want) {
 		t.Fatalf("console ports in use %v, the history holds %v", sorted(ports.ConsolePorts), want)

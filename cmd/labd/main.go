@@ -4,8 +4,11 @@
 //
 // Usage:
 //
-//	labd serve [flags]   run the daemon (labd serve -h lists the flags)
-//	labd version         print labd's version and the GNS3 version it reports
+//	labd serve [flags]         run the daemon (labd serve -h lists the flags)
+//	labd replay [flags]        print the state rebuilt from the history, now or at a past moment
+//	labd audit [flags]         print the timeline of events, or check the history (--verify)
+//	labd events tail [flags]   follow new events live
+//	labd version               print labd's version and the GNS3 version it reports
 package main
 
 import (
@@ -42,6 +45,12 @@ func run(ctx context.Context, args []string) error {
 	switch args[0] {
 	case "serve":
 		return serve(ctx, args[1:])
+	case "replay":
+		return replayTool(ctx, args[1:], os.Stdout, os.Stderr)
+	case "audit":
+		return auditTool(ctx, args[1:], os.Stdout, os.Stderr)
+	case "events":
+		return eventsTool(ctx, args[1:], os.Stdout, os.Stderr)
 	case "version", "--version":
 		fmt.Printf("labd %s (reports GNS3 %s by default)\n", version, defaultGNS3Version)
 		return nil
@@ -58,7 +67,13 @@ func usage() {
 	fmt.Fprint(os.Stderr, `usage: labd <command> [flags]
 
 commands:
-  serve     run the compute daemon (labd serve -h for its flags)
-  version   print the version
+  serve         run the compute daemon (labd serve -h for its flags)
+  replay        print the state rebuilt from the history, now or --at a past moment
+  audit         print the timeline of events; --verify checks the history
+  events tail   follow new events live, until interrupted
+  version       print the version
+
+replay, audit and events tail read a stopped labd's --data-dir, or a running
+labd's NATS through --nats-url (labd <command> -h for their flags).
 `)
 }
