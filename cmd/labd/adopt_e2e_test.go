@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -20,37 +21,51 @@ import (
 // The crash test of issue 5: a lab of two VPCS and a QEMU guest pinging
 // each other through labd's links survives a kill -9 of labd. The next labd
 // adopts the very same processes, the pings resume within 5 s without any
-// node restarting, and every GET answers as before the crash.
+// node restarting, and every GET answers as before the crash. The same
+// holds across a graceful stop with --keep-nodes (a daemon upgrade).
 func TestCrashAdoptsALabAndItsTraffic(t *testing.T) {
-	dir := t.TempDir()
-	d := startLabd(t, dir)
-	lab := buildPingingLab(t, d)
+	for _, tc := range []struct {
+		name  string
+		flags []string
+		stop  func(*daemonProc)
+	}{
+		{"kill -9", nil, func(d *daemonProc) { d.cmd.Process.Kill() }},
+		{"SIGTERM --keep-nodes", []string{"--keep-nodes"}, func(d *daemonProc) { d.cmd.Process.Signal(syscall.SIGTERM) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			// Last: the nodes a --keep-nodes labd leaves behind.
+			t.Cleanup(func() { killProcessesUnder(dir) })
+			d := startLabd(t, dir, tc.flags...)
+			lab := buildPingingLab(t, d)
 
-	before := lab.snapshot(t, d.URL)
-	pids := lab.processes(t)
-	lastSeq := lab.guest.lastSeqs()
-	t.Logf("before the crash: pids %v, last ping replies %v", pids, lastSeq)
+			before := lab.snapshot(t, d.URL)
+			pids := lab.processes(t)
+			lastSeq := lab.guest.lastSeqs()
+			t.Logf("before: pids %v, last ping replies %v", pids, lastSeq)
 
-	d.cmd.Process.Kill()
-	d.wait(10 * time.Second)
-	crashed := time.Now()
+			stopped := time.Now()
+			tc.stop(d)
+			d.wait(30 * time.Second)
 
-	d2 := startLabd(t, dir)
-	restarted := time.Now()
-	t.Logf("labd serves again %v after the crash", restarted.Sub(crashed).Round(time.Millisecond))
-	if after := lab.snapshot(t, d2.URL); !slices.EqualFunc(after, before, equalJSON) {
-		t.Fatalf("GETs after the restart differ:\n%v\nbefore:\n%v", after, before)
-	}
-	if got := lab.processes(t); !slices.Equal(got, pids) {
-		t.Fatalf("node processes %v after the restart, %v before: not adopted", got, pids)
-	}
-	guest := dialGuestConsole(t, lab.guestConsole)
-	for _, peer := range []string{"10.1.0.1", "10.2.0.1"} {
-		guest.waitReply(t, peer, lastSeq[peer], restarted.Add(5*time.Second))
-	}
-	t.Logf("pings resumed %v after labd served again", time.Since(restarted).Round(time.Millisecond))
-	if got := lab.processes(t); !slices.Equal(got, pids) {
-		t.Fatalf("node processes %v after the pings resumed, want %v", got, pids)
+			d2 := startLabd(t, dir, tc.flags...)
+			restarted := time.Now()
+			t.Logf("labd serves again %v after it was stopped", restarted.Sub(stopped).Round(time.Millisecond))
+			if after := lab.snapshot(t, d2.URL); !slices.EqualFunc(after, before, equalJSON) {
+				t.Fatalf("GETs after the restart differ:\n%v\nbefore:\n%v", after, before)
+			}
+			if got := lab.processes(t); !slices.Equal(got, pids) {
+				t.Fatalf("node processes %v after the restart, %v before: not adopted", got, pids)
+			}
+			guest := dialGuestConsole(t, lab.guestConsole)
+			for _, peer := range []string{"10.1.0.1", "10.2.0.1"} {
+				guest.waitReply(t, peer, lastSeq[peer], restarted.Add(5*time.Second))
+			}
+			t.Logf("pings resumed %v after labd served again", time.Since(restarted).Round(time.Millisecond))
+			if got := lab.processes(t); !slices.Equal(got, pids) {
+				t.Fatalf("node processes %v after the pings resumed, want %v", got, pids)
+			}
+		})
 	}
 }
 

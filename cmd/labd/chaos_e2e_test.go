@@ -37,8 +37,8 @@ func TestChaosKillsLoseNothing(t *testing.T) {
 		killAt[50+rng.IntN(calls-60)] = true
 	}
 	m := &chaosModel{t: t, dir: dir, nodes: map[string]*chaosNode{}, projects: map[string]bool{}}
+	t.Cleanup(func() { killProcessesUnder(dir) }) // last: what --keep-nodes daemons left
 	m.d = startLabd(t, dir, "--keep-nodes")
-	t.Cleanup(m.killAllNodes)
 	restarts, unanswered := 0, 0
 	for i := range calls {
 		if killAt[i] {
@@ -339,9 +339,10 @@ func (m *chaosModel) checkProcesses(st *replay.State) {
 	}
 }
 
-// killAllNodes ends what the test's --keep-nodes daemons left running.
-func (m *chaosModel) killAllNodes() {
-	for _, pid := range dataDirProcesses(m.dir) {
+// killProcessesUnder kills the processes working under dir: the nodes
+// that labd daemons started with --keep-nodes left behind.
+func killProcessesUnder(dir string) {
+	for _, pid := range dataDirProcesses(dir) {
 		syscall.Kill(pid, syscall.SIGKILL)
 	}
 }
