@@ -30,11 +30,27 @@
 //
 // # Versioning
 //
-// A payload's schema number is bumped whenever its JSON changes shape. A
-// reader that meets a type it does not know, or a schema newer than it
-// knows, fails loudly (ErrUnknownType, ErrSchema) rather than folding a
-// history it cannot understand. An older schema is brought up to date by
-// the type's upcasters before it is decoded.
+// Every stored event stays readable for ever: a history means what it
+// meant when it was written. A reader that meets a type it does not know,
+// or a schema newer than it knows, fails loudly (ErrUnknownType,
+// ErrSchema) rather than folding a history it cannot understand. An older
+// schema is brought up to date by the type's upcasters (payload.upcast[v]
+// rewrites version v into v+1) before it is decoded, and the event comes
+// out with the current schema; Marshal writes only the current one.
+//
+// How a payload may change:
+//
+//   - Adding an optional member keeps the schema: old payloads lack it and
+//     still decode to its zero value (the strict decoder refuses unknown
+//     members, never missing ones). The zero value must mean what the
+//     history meant before the member existed.
+//   - Renaming or removing a member, changing its type, or changing what
+//     a value means bumps the schema, and comes with an upcaster from the
+//     previous schema and a test of it (see upcast_test.go).
+//   - Either way, the golden logs recorded from real sessions
+//     (testdata/golden, folded by package replay's golden test) must still
+//     fold to their recorded state. They are never re-recorded to make a
+//     change pass; a new golden log is added beside them instead.
 //
 // # Appending
 //

@@ -12,14 +12,39 @@ import (
 	"labd/replay"
 )
 
-// TestGoldenSessionReplays folds the event log recorded from a real
-// session (testdata/golden/session.jsonl, written by http/api's
-// TestRecordGoldenSession with -update-golden) and compares the result with
-// the state recorded with it. It must pass after every change to the event
-// schema or the fold: an old history has to keep meaning what it meant.
+// TestGoldenSessionReplays folds each event log recorded from a real
+// session (testdata/golden/<name>.jsonl, written by http/api's
+// TestRecordGoldenSession and TestRecordGoldenNodeSession with
+// -update-golden) and compares the result with the state recorded with it
+// (<name>.state.json). It must pass after every change to the event schema
+// or the fold: an old history has to keep meaning what it meant.
 func TestGoldenSessionReplays(t *testing.T) {
-	dir := filepath.Join("..", "testdata", "golden")
-	f, err := os.Open(filepath.Join(dir, "session.jsonl"))
+	for _, name := range []string{
+		"session", // projects only, both API versions
+		"nodes",   // VPCS and QEMU nodes, across an adopting restart
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := filepath.Join("..", "testdata", "golden")
+			st := foldGolden(t, filepath.Join(dir, name+".jsonl"))
+			got, err := json.MarshalIndent(replay.Summarize(st), "", "  ")
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := os.ReadFile(filepath.Join(dir, name+".state.json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(append(got, '\n'), want) {
+				t.Fatalf("the golden log folds to\n%s\nwant\n%s", got, want)
+			}
+		})
+	}
+}
+
+// foldGolden reads a golden log and folds every event of it.
+func foldGolden(t *testing.T, path string) *replay.State {
+	t.Helper()
+	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,15 +78,5 @@ func TestGoldenSessionReplays(t *testing.T) {
 	if n == 0 {
 		t.Fatal("the golden log is empty")
 	}
-	got, err := json.MarshalIndent(replay.Summarize(st), "", "  ")
-	if err != nil {
-		t.Fatal(err)
-	}
-	want, err := os.ReadFile(filepath.Join(dir, "session.state.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(append(got, '\n'), want) {
-		t.Fatalf("the golden log folds to\n%s\nwant\n%s", got, want)
-	}
+	return st
 }

@@ -3,8 +3,6 @@ package api_test
 import (
 	"encoding/json"
 	"flag"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -78,26 +76,6 @@ func TestRecordGoldenSession(t *testing.T) {
 	if !*updateGolden {
 		return
 	}
-	dir := filepath.Join("..", "..", "testdata", "golden")
-	f, err := os.Create(filepath.Join(dir, "session.jsonl"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	enc := json.NewEncoder(f)
-	for _, l := range lines {
-		if err := enc.Encode(l); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
-	}
-	state, err := json.MarshalIndent(replay.Summarize(st), "", "  ")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "session.state.json"), append(state, '\n'), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	writeGolden(t, "session", lines, st)
 	t.Logf("recorded %d events", len(lines))
 }

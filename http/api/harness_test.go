@@ -63,6 +63,9 @@ type daemonOptions struct {
 	// qemuShutdownTimeout bounds a shutdown_signal stop; zero: labd's
 	// default.
 	qemuShutdownTimeout time.Duration
+	// keepNodes leaves node processes running when the daemon stops, for
+	// a daemon started next on the same dataDir to adopt.
+	keepNodes bool
 }
 
 func startDaemon(t testing.TB, o daemonOptions) *daemon {
@@ -109,6 +112,7 @@ func startDaemon(t testing.TB, o daemonOptions) *daemon {
 	client, err := actors.Start(actors.Config{
 		ComputeID: o.computeID, Store: env.Store, ProjectsDir: projects, UDPPorts: pool, ConsolePorts: consoles, VPCSPath: o.vpcsPath, Logger: log,
 		Images: qemu.Images{Root: filepath.Join(dataDir, "images")}, QEMUShutdownTimeout: o.qemuShutdownTimeout,
+		KeepNodes: o.keepNodes,
 	}, state)
 	if err != nil {
 		t.Fatal(err)
