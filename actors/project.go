@@ -171,7 +171,10 @@ func (a *projectActor) Receive(ctx actor.Context) {
 			return
 		}
 		a.serve(m)
-		if !a.state.IsOpen() {
+		// A stale actor stays: only a re-fold can tell whether its
+		// project is open (a creation whose outcome was unknown may
+		// have landed).
+		if !a.state.IsOpen() && !a.stale {
 			a.passivating = true
 			ctx.Send(ctx.Parent(), &passivate{id: a.id, pid: ctx.Self(), state: a.state, nodes: maps.Clone(a.nodeTombs)})
 		}
