@@ -374,8 +374,20 @@ func (s *Store) Load(ctx context.Context, filter string, from uint64, fn func(ev
 				return 0, err
 			}
 		}
-		if meta.Sequence.Stream == end || meta.NumPending == 0 {
+		if meta.Sequence.Stream == end {
 			return end, nil
+		}
+		if meta.NumPending == 0 {
+			// The consumer says nothing matching is left; on a cluster
+			// its count can lag, so the stream leader confirms before a
+			// history is cut short.
+			next, _, err := s.leaderGet(ctx, msgGetRequest{Seq: meta.Sequence.Stream + 1, NextBySubject: filter})
+			if errors.Is(err, jetstream.ErrMsgNotFound) || err == nil && next > end {
+				return end, nil
+			}
+			if err != nil {
+				return 0, fmt.Errorf("jetstream: load %s: %w", filter, classify(err))
+			}
 		}
 	}
 }
