@@ -183,12 +183,23 @@ func commandOutput(out, line string) (string, bool) {
 
 // setIP gives a VPCS its address and waits until it has it (VPCS checks
 // for a duplicate address for about a second first).
+// VPCS drops a line typed before its prompt is back (right after it
+// starts, say): the command is sent again if its answer does not come.
 func (c *console) setIP(ip string) {
 	c.t.Helper()
-	out := c.command("ip "+ip+"/24", 10*time.Second)
-	if !strings.Contains(out, "PC1 : "+ip) {
-		c.t.Fatalf("console: ip %s not taken:\n%s", ip, out)
+	want := "PC1 : " + ip
+	m := c.mark()
+	for range 3 {
+		c.command("ip "+ip+"/24", 10*time.Second)
+		deadline := time.Now().Add(3 * time.Second)
+		for time.Now().Before(deadline) {
+			if strings.Contains(c.output()[m:], want) {
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
 	}
+	c.t.Fatalf("console: ip %s not taken:\n%q", ip, c.output()[m:])
 }
 
 // pingStats runs `ping ip -c n` with a per-packet wait and returns the
