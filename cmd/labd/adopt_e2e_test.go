@@ -154,18 +154,7 @@ func (l *pingingLab) processes(t *testing.T) []int {
 	t.Helper()
 	var pids []int
 	for _, dir := range l.dirs {
-		entries, _ := os.ReadDir("/proc")
-		for _, e := range entries {
-			pid, err := strconv.Atoi(e.Name())
-			if err != nil {
-				continue
-			}
-			if cwd, err := os.Readlink("/proc/" + e.Name() + "/cwd"); err == nil && cwd == dir {
-				if st, err := os.ReadFile("/proc/" + e.Name() + "/stat"); err == nil && !bytes.Contains(st, []byte(") Z ")) {
-					pids = append(pids, pid)
-				}
-			}
-		}
+		pids = append(pids, processesIn(dir, false)...)
 	}
 	slices.Sort(pids)
 	if len(pids) < 3 {

@@ -316,7 +316,7 @@ func (m *chaosModel) checkAll() {
 func (m *chaosModel) checkProcesses(st *replay.State) {
 	m.t.Helper()
 	byDir := map[string][]int{}
-	for _, pid := range dataDirProcesses(m.dir) {
+	for _, pid := range processesIn(m.dir, true) {
 		cwd, _ := os.Readlink("/proc/" + strconv.Itoa(pid) + "/cwd")
 		byDir[cwd] = append(byDir[cwd], pid)
 	}
@@ -334,7 +334,7 @@ func (m *chaosModel) checkProcesses(st *replay.State) {
 		}
 		seen += len(procs)
 	}
-	if all := len(dataDirProcesses(m.dir)); all != seen {
+	if all := len(processesIn(m.dir, true)); all != seen {
 		m.t.Fatalf("%d processes run under the data directory, %d belong to nodes", all, seen)
 	}
 }
@@ -342,29 +342,9 @@ func (m *chaosModel) checkProcesses(st *replay.State) {
 // killProcessesUnder kills the processes working under dir: the nodes
 // that labd daemons started with --keep-nodes left behind.
 func killProcessesUnder(dir string) {
-	for _, pid := range dataDirProcesses(dir) {
+	for _, pid := range processesIn(dir, true) {
 		syscall.Kill(pid, syscall.SIGKILL)
 	}
-}
-
-// dataDirProcesses returns the live processes working under dir.
-func dataDirProcesses(dir string) []int {
-	var pids []int
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		cwd, err := os.Readlink("/proc/" + e.Name() + "/cwd")
-		if err != nil || !strings.HasPrefix(cwd, dir+"/") {
-			continue
-		}
-		if st, err := os.ReadFile("/proc/" + e.Name() + "/stat"); err == nil && !strings.Contains(string(st), ") Z ") {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
 }
 
 // foldDataDir folds the history of a stopped labd's data directory.

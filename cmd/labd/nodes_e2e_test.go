@@ -12,27 +12,33 @@ import (
 	"time"
 )
 
-// vpcsPIDs returns the pids of the vpcs processes working in dir.
+// vpcsPIDs returns the pids of the processes working in a VPCS node's
+// directory: vpcs and the helper it forks.
 func vpcsPIDs(t *testing.T, dir string) []int {
 	t.Helper()
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		t.Fatal(err)
-	}
+	return processesIn(dir, false)
+}
+
+// processesIn returns, sorted, the live processes whose working directory
+// is dir, or with tree anything under it too. Zombies are left out: they
+// run nothing (this sandbox's init does not reap orphans).
+func processesIn(dir string, tree bool) []int {
 	var pids []int
+	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil {
 			continue
 		}
 		cwd, err := os.Readlink("/proc/" + e.Name() + "/cwd")
-		if err != nil || cwd != dir {
+		if err != nil || (cwd != dir && !(tree && strings.HasPrefix(cwd, dir+"/"))) {
 			continue
 		}
-		if cmd, err := os.ReadFile("/proc/" + e.Name() + "/cmdline"); err == nil && strings.Contains(string(cmd), "vpcs") {
+		if st, err := os.ReadFile("/proc/" + e.Name() + "/stat"); err == nil && !strings.Contains(string(st), ") Z ") {
 			pids = append(pids, pid)
 		}
 	}
+	slices.Sort(pids)
 	return pids
 }
 

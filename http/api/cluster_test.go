@@ -5,12 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"maps"
 	"net/http"
-	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -22,8 +18,6 @@ import (
 	"labd/actors"
 	"labd/events/jetstream"
 	"labd/events/jetstream/jstest"
-	"labd/http/api"
-	"labd/http/notify"
 	"labd/nio"
 	"labd/replay"
 )
@@ -38,84 +32,32 @@ type clusterDaemon struct {
 	ComputeID string
 	Store     *jetstream.Store
 	Client    *actors.Client
-	logs      *logBuffer
 }
 
-// startClusterDaemon builds a daemon as serve does with --nats-url: a
+// startClusterDaemon starts a daemon as serve does with --nats-url: a
 // connection to every node of c (reconnecting forever), the stream with
-// three replicas because the connection reports a cluster, the
-// notification hub, the actors on the replayed history, the API over
-// HTTP on 127.0.0.1. udpPorts is its UDP range; console ports are not
-// used.
+// three replicas because the connection reports a cluster, then the
+// daemon of the test harness on that store. udpPorts is its UDP range.
 //
 // With node >= 0 the daemon connects to that node first (and to the
 // others only when it goes away); with -1 it connects as labd does, to a
 // node picked at random.
 func startClusterDaemon(t *testing.T, c *jstest.Cluster, computeID string, node int, udpPorts nio.PortRange) *clusterDaemon {
 	t.Helper()
-	logs := &logBuffer{}
-	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("daemon %s log:\n%s", computeID, logs.String())
-		}
-	})
 	nc := c.Connect("labd " + computeID)
 	if node >= 0 {
 		nc.Close()
 		nc = c.ConnectTo(node, "labd "+computeID)
 	}
-	replicas := 1
-	if nc.ConnectedClusterName() != "" {
-		replicas = 3
-	}
-	if replicas != 3 {
+	if nc.ConnectedClusterName() == "" {
 		t.Fatal("the connection to the cluster reports no cluster name: labd would use one replica")
 	}
-	store, err := jetstream.Open(t.Context(), nc, jetstream.Config{Replicas: replicas})
+	store, err := jetstream.Open(t.Context(), nc, jetstream.Config{Replicas: 3})
 	if err != nil {
 		t.Fatal(err)
 	}
-	hub := notify.New(notify.Config{Store: store, ComputeID: computeID, Logger: log})
-	state, err := hub.Rehydrate(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	udp, err := nio.NewPool("udp", "127.0.0.1", udpPorts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	consolePorts := nio.PortRange{First: 5000, Last: 10000}
-	consoles, err := nio.NewPool("tcp", "127.0.0.1", consolePorts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	projects := filepath.Join(t.TempDir(), "projects")
-	if err := os.MkdirAll(projects, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	client, err := actors.Start(actors.Config{
-		ComputeID: computeID, Store: store, ProjectsDir: projects, UDPPorts: udp, ConsolePorts: consoles, Logger: log,
-	}, state)
-	if err != nil {
-		t.Fatal(err)
-	}
-	server := api.New(api.Config{
-		Client: client, Hub: hub, Logger: log, Version: testVersion,
-		ConsolePorts: consolePorts, ConsolePortsInUse: client.ConsolePortsInUse,
-	})
-	hubCtx, stopHub := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Go(func() { hub.Run(hubCtx) })
-	srv := httptest.NewServer(server)
-	t.Cleanup(func() {
-		server.Close()
-		srv.Close()
-		client.Stop(context.Background())
-		stopHub()
-		wg.Wait()
-	})
-	return &clusterDaemon{URL: srv.URL, ComputeID: computeID, Store: store, Client: client, logs: logs}
+	d := startDaemon(t, daemonOptions{store: store, computeID: computeID, udpPorts: udpPorts})
+	return &clusterDaemon{URL: d.URL, ComputeID: computeID, Store: store, Client: d.Client}
 }
 
 // clusterHTTP bounds every request: a daemon that hangs fails the test.

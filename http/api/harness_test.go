@@ -22,6 +22,7 @@ import (
 
 	"labd/actors"
 	"labd/actors/qemu"
+	"labd/events/jetstream"
 	"labd/events/jetstream/jstest"
 	"labd/http/api"
 	"labd/http/notify"
@@ -34,9 +35,12 @@ const testVersion = "2.2.59"
 // JetStream on a temporary directory, the notification hub, the actor tree
 // and the API, served over HTTP on 127.0.0.1.
 type daemon struct {
-	t       testing.TB
-	URL     string
+	t   testing.TB
+	URL string
+	// Env is the embedded JetStream, nil when the daemon runs on a store
+	// given in its options; Store is the store either way.
 	Env     *jstest.Env
+	Store   *jetstream.Store
 	Client  *actors.Client
 	Hub     *notify.Hub
 	DataDir string
@@ -66,6 +70,9 @@ type daemonOptions struct {
 	// keepNodes leaves node processes running when the daemon stops, for
 	// a daemon started next on the same dataDir to adopt.
 	keepNodes bool
+	// store runs the daemon on this store (a NATS cluster's) instead of
+	// an embedded JetStream in dataDir.
+	store *jetstream.Store
 }
 
 func startDaemon(t testing.TB, o daemonOptions) *daemon {
@@ -91,8 +98,13 @@ func startDaemon(t testing.TB, o daemonOptions) *daemon {
 			t.Logf("daemon log:\n%s", logs.String())
 		}
 	})
-	env := jstest.Start(t, jstest.Options{Dir: filepath.Join(dataDir, "nats"), SyncAlways: o.syncAlways})
-	hub := notify.New(notify.Config{Store: env.Store, ComputeID: o.computeID, Logger: log, Ring: o.hubRing, Buffer: o.hubBuffer})
+	var env *jstest.Env
+	store := o.store
+	if store == nil {
+		env = jstest.Start(t, jstest.Options{Dir: filepath.Join(dataDir, "nats"), SyncAlways: o.syncAlways})
+		store = env.Store
+	}
+	hub := notify.New(notify.Config{Store: store, ComputeID: o.computeID, Logger: log, Ring: o.hubRing, Buffer: o.hubBuffer})
 	state, err := hub.Rehydrate(t.Context())
 	if err != nil {
 		t.Fatal(err)
@@ -110,14 +122,14 @@ func startDaemon(t testing.TB, o daemonOptions) *daemon {
 		t.Fatal(err)
 	}
 	client, err := actors.Start(actors.Config{
-		ComputeID: o.computeID, Store: env.Store, ProjectsDir: projects, UDPPorts: pool, ConsolePorts: consoles, VPCSPath: o.vpcsPath, Logger: log,
+		ComputeID: o.computeID, Store: store, ProjectsDir: projects, UDPPorts: pool, ConsolePorts: consoles, VPCSPath: o.vpcsPath, Logger: log,
 		Images: qemu.Images{Root: filepath.Join(dataDir, "images")}, QEMUShutdownTimeout: o.qemuShutdownTimeout,
 		KeepNodes: o.keepNodes,
 	}, state)
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := &daemon{t: t, Env: env, Client: client, Hub: hub, DataDir: dataDir}
+	d := &daemon{t: t, Env: env, Store: store, Client: client, Hub: hub, DataDir: dataDir}
 	d.Server = api.New(api.Config{
 		Client: client, Hub: hub, Logger: log, Version: testVersion,
 		ConsolePorts:       o.consolePorts,

@@ -240,9 +240,8 @@ func (p qemuProps) patch(v apiVersion) (*qemu.Patch, error) {
 type qemuCreate struct {
 	VMID        field[string] `json:"vm_id"`
 	NodeID      field[string] `json:"node_id"`
-	Name        field[string] `json:"name"`
-	Console     nullable[int] `json:"console"`
 	ConsoleType field[string] `json:"console_type"`
+	nodeCreate
 	qemuProps
 }
 
@@ -275,16 +274,8 @@ func (s *Server) qemuRoutes() {
 			if (v == v1 && body.NodeID.Set) || (v != v1 && body.VMID.Set) {
 				return badRequest("additional property %q is not allowed", other)
 			}
-			cmd := actors.CreateNode{Kind: actors.KindQEMU}
-			if cmd.NodeRef, err = newNodeRef(pid, id, what); err != nil {
-				return err
-			}
-			name, err := checkNodeName(body.Name, true)
+			cmd, err := body.command(pid, id, what, actors.KindQEMU)
 			if err != nil {
-				return err
-			}
-			cmd.Name = *name
-			if cmd.Console, err = checkConsole(body.Console); err != nil {
 				return err
 			}
 			ct, err := checkConsoleType(body.ConsoleType, qemu.ConsoleTypes)

@@ -78,17 +78,16 @@ type vpcsCreateV1 struct {
 	vpcsCreateCommon
 }
 
-// vpcsCreateCommon are the members both versions' creates share.
-type vpcsCreateCommon struct {
-	Name          field[string]    `json:"name"`
-	Console       nullable[int]    `json:"console"`
-	StartupScript nullable[string] `json:"startup_script"`
+// nodeCreate are the members of a node's own in a create of any kind.
+type nodeCreate struct {
+	Name    field[string] `json:"name"`
+	Console nullable[int] `json:"console"`
 }
 
-// command checks the shared members and returns the create command of
-// node id (a fresh one if absent) in project pid.
-func (c vpcsCreateCommon) command(pid string, id field[string], what string) (actors.CreateNode, error) {
-	cmd := actors.CreateNode{Kind: actors.KindVPCS}
+// command checks the members and returns the create command of a node of
+// kind, id (a fresh one if absent), in project pid.
+func (c nodeCreate) command(pid string, id field[string], what, kind string) (actors.CreateNode, error) {
+	cmd := actors.CreateNode{Kind: kind}
 	var err error
 	if cmd.NodeRef, err = newNodeRef(pid, id, what); err != nil {
 		return cmd, err
@@ -98,7 +97,21 @@ func (c vpcsCreateCommon) command(pid string, id field[string], what string) (ac
 		return cmd, err
 	}
 	cmd.Name = *name
-	if cmd.Console, err = checkConsole(c.Console); err != nil {
+	cmd.Console, err = checkConsole(c.Console)
+	return cmd, err
+}
+
+// vpcsCreateCommon are the members both versions' VPCS creates share.
+type vpcsCreateCommon struct {
+	nodeCreate
+	StartupScript nullable[string] `json:"startup_script"`
+}
+
+// command checks the shared members and returns the create command of
+// node id (a fresh one if absent) in project pid.
+func (c vpcsCreateCommon) command(pid string, id field[string], what string) (actors.CreateNode, error) {
+	cmd, err := c.nodeCreate.command(pid, id, what, actors.KindVPCS)
+	if err != nil {
 		return cmd, err
 	}
 	if c.StartupScript.Set && !c.StartupScript.Null {
