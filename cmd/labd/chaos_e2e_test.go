@@ -117,8 +117,9 @@ type chaosNode struct {
 	project, id, name, status string
 	deleted                   bool
 	// unsure: a call on the node was not acknowledged; the daemon is
-	// asked what became of it after the restart.
+	// asked what became of it after the restart. cut is that call.
 	unsure bool
+	cut    string
 }
 
 func (n *chaosNode) path() string {
@@ -200,7 +201,7 @@ func (m *chaosModel) lifecycle(n *chaosNode, op, status string, want int) {
 	s, b, ok := m.do("POST", n.path()+"/"+op, "")
 	switch {
 	case !ok:
-		n.unsure = true
+		n.unsure, n.cut = true, op
 	case s == want:
 		n.status = status
 	default:
@@ -227,12 +228,21 @@ func (m *chaosModel) resync() {
 			continue
 		}
 		s, o, _ := m.do("GET", n.path(), "")
+		// A stop the kill cut may have signalled the process, which the
+		// restarted daemon then adopts while it ends (VPCS takes ~0.1 s
+		// on SIGTERM): it is recorded stopped a moment later. Until the
+		// stop itself is recorded before its signal (a "stopping" state),
+		// the client waits that moment out.
+		for deadline := time.Now().Add(2 * time.Second); s == 200 && n.cut == "stop" && o["status"] == "started" && time.Now().Before(deadline); {
+			time.Sleep(50 * time.Millisecond)
+			s, o, _ = m.do("GET", n.path(), "")
+		}
 		if s == 404 {
 			n.deleted = true
 		} else {
 			n.name, n.status = o["name"].(string), o["status"].(string)
 		}
-		n.unsure = false
+		n.unsure, n.cut = false, ""
 	}
 }
 
