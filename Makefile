@@ -6,8 +6,10 @@ ARGS ?=
 # Debian packages the daemon and its tests run. Installed by `make deps`
 # when missing (a fresh Debian needs `apt-get update` first).
 APT_PACKAGES ?= vpcs tcpdump qemu-system-x86 qemu-utils
+# The account labd (as root) runs node processes as: --node-user's default.
+NODE_USER ?= labd-node
 # Fuzz targets `make test` runs briefly after the unit tests: package:Target.
-FUZZ_TARGETS := ./events:FuzzUnmarshal ./http/api:FuzzProjectCreateV2 ./http/api:FuzzProjectUpdateV1 ./actors:FuzzCleanPath ./nio:FuzzParseFilters ./actors/qemu/qmp:FuzzClientStream ./actors/qemu:FuzzCheckName
+FUZZ_TARGETS := ./events:FuzzUnmarshal ./http/api:FuzzProjectCreateV2 ./http/api:FuzzProjectUpdateV1 ./actors:FuzzCleanPath ./nio:FuzzParseFilters ./actors/qemu/qmp:FuzzClientStream ./actors/qemu:FuzzCheckName ./actors/qemu:FuzzParseOptions
 FUZZTIME ?= 8s
 
 .PHONY: help build run test fuzz bench lint check deps
@@ -15,12 +17,16 @@ FUZZTIME ?= 8s
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-7s %s\n", $$1, $$2}'
 
-deps: ## install what building and testing need (Debian packages, Go modules)
+deps: ## install what building and testing need (Debian packages, the node user, Go modules)
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		export DEBIAN_FRONTEND=noninteractive; \
 		apt-get update -q && apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+	@if [ "$$(id -u)" = 0 ] && ! id -u $(NODE_USER) >/dev/null 2>&1; then \
+		echo "creating the node user $(NODE_USER)"; \
+		useradd --system --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin $(NODE_USER); \
 	fi
 	@$(GO) mod download
 

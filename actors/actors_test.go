@@ -15,6 +15,7 @@ import (
 	"github.com/google/uuid"
 
 	"labd/actors"
+	"labd/actors/actorstest"
 	"labd/events"
 	"labd/events/jetstream/jstest"
 	"labd/nio"
@@ -51,6 +52,7 @@ func start(t *testing.T, env *jstest.Env) *fixture {
 	c, err := actors.Start(actors.Config{
 		ComputeID: compute, Store: env.Store, ProjectsDir: filepath.Join(dir, "projects"), UDPPorts: pool, ConsolePorts: consoles,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), StoreTimeout: 2 * time.Second,
+		NodeUser: actorstest.NodeUser(t, dir),
 	}, st)
 	if err != nil {
 		t.Fatal(err)

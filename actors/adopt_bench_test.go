@@ -14,6 +14,7 @@ import (
 	"github.com/google/uuid"
 
 	"labd/actors"
+	"labd/actors/actorstest"
 	"labd/events/jetstream/jstest"
 	"labd/nio"
 	"labd/replay"
@@ -39,7 +40,7 @@ func BenchmarkStartupAdopting100Nodes(b *testing.B) {
 		consoles, _ := nio.NewPool("tcp", "127.0.0.1", nio.PortRange{First: 30000, Last: 30999})
 		c, err := actors.Start(actors.Config{
 			ComputeID: compute, Store: env.Store, ProjectsDir: filepath.Join(dir, "projects"), UDPPorts: udp, ConsolePorts: consoles,
-			Logger: slog.New(slog.DiscardHandler), KeepNodes: keep,
+			Logger: slog.New(slog.DiscardHandler), KeepNodes: keep, NodeUser: actorstest.NodeUser(b, dir),
 		}, st)
 		if err != nil {
 			b.Fatal(err)

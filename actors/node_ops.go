@@ -78,6 +78,9 @@ func (a *nodeActor) create(c CreateNode) (*replay.Node, error) {
 	if a.state.Exists() {
 		return nil, AlreadyExists("Node ID %s already exists", a.ref.NodeID)
 	}
+	if err := checkName("node", c.Name); err != nil {
+		return nil, err
+	}
 	consoleType := c.ConsoleType
 	if consoleType == "" {
 		consoleType = ConsoleTelnet
@@ -111,7 +114,7 @@ func (a *nodeActor) create(c CreateNode) (*replay.Node, error) {
 		return nil, err
 	}
 	dir := a.dir()
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := a.cfg.NodeUser.makeDir(dir); err != nil {
 		return a.state, a.effectFailed("create the node directory", err)
 	}
 	if c.StartupScript != nil {
@@ -129,6 +132,9 @@ func (a *nodeActor) update(c UpdateNode) (*replay.Node, error) {
 	old := a.state
 	next := events.NodeUpdated{Name: old.Name, Console: old.Console, ConsoleType: old.ConsoleType}
 	if c.Name != nil {
+		if err := checkName("node", *c.Name); err != nil {
+			return nil, err
+		}
 		next.Name = *c.Name
 	}
 	if c.ConsoleType != nil {
@@ -165,7 +171,7 @@ func (a *nodeActor) update(c UpdateNode) (*replay.Node, error) {
 	}
 	dir := a.dir()
 	if c.StartupScript != nil {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
+		if err := a.cfg.NodeUser.makeDir(dir); err != nil {
 			return nil, fmt.Errorf("actors: node directory: %w", err)
 		}
 		if err := vpcs.WriteScript(dir, *c.StartupScript, next.Name); err != nil {
@@ -282,29 +288,48 @@ func (a *nodeActor) exited(p *process) {
 	}
 }
 
+// copyFrom copies another node's files (but its logs) into this node's
+// directory. Both directories may belong to the node user, so both are
+// read and written through an os.Root: no link there leads labd elsewhere.
 func (a *nodeActor) copyFrom(from string) (*replay.Node, error) {
-	dst := a.dir()
-	err := filepath.WalkDir(from, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(from, path)
-		if d.IsDir() {
-			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
-		}
-		if !d.Type().IsRegular() || strings.HasSuffix(rel, ".log") {
-			return nil
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(filepath.Join(dst, rel), b, 0o644)
-	})
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := a.copyDir(from); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("actors: duplicate node files: %w", err)
+	}
+	if err := a.cfg.NodeUser.makeDir(a.dir()); err != nil {
 		return nil, fmt.Errorf("actors: duplicate node files: %w", err)
 	}
 	return a.state, nil
+}
+
+func (a *nodeActor) copyDir(from string) error {
+	src, err := os.OpenRoot(from)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	if err := os.MkdirAll(a.dir(), 0o755); err != nil {
+		return err
+	}
+	dst, err := os.OpenRoot(a.dir())
+	if err != nil {
+		return err
+	}
+	defer dst.Close()
+	return fs.WalkDir(src.FS(), ".", func(rel string, d fs.DirEntry, err error) error {
+		switch {
+		case err != nil:
+			return err
+		case d.IsDir():
+			return dst.MkdirAll(rel, 0o755)
+		case !d.Type().IsRegular() || strings.HasSuffix(rel, ".log"):
+			return nil
+		}
+		b, err := src.ReadFile(rel)
+		if err != nil {
+			return err
+		}
+		return dst.WriteFile(rel, b, 0o644)
+	})
 }
 
 func (a *nodeActor) addNIO(adapter, port int, n events.NIO) (*replay.Node, error) {

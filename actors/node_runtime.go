@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -57,7 +56,7 @@ func (a *nodeActor) launch() (ev events.NodeStarted, err error) {
 		}
 	}()
 	dir := a.dir()
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := a.cfg.NodeUser.makeDir(dir); err != nil {
 		return ev, fmt.Errorf("actors: node directory: %w", err)
 	}
 	for _, p := range a.ports() {
@@ -85,7 +84,7 @@ func (a *nodeActor) launch() (ev events.NodeStarted, err error) {
 	if err := a.openBridges(&rt); err != nil {
 		return ev, err
 	}
-	if rt.proc, err = startProcess(spec.bin, spec.args, dir, filepath.Join(dir, spec.log)); err != nil {
+	if rt.proc, err = startProcess(spec.bin, spec.args, dir, filepath.Join(dir, spec.log), a.cfg.NodeUser.credential()); err != nil {
 		return ev, Conflict("could not start %s: %v", kindName(a.state.Kind), err)
 	}
 	if rt.qemu != nil {

@@ -33,9 +33,12 @@ type process struct {
 	released chan struct{}
 }
 
-// startProcess runs path with args in dir, output appended to logPath.
-func startProcess(path string, args []string, dir, logPath string) (*process, error) {
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+// startProcess runs path with args in dir as cred (nil: labd's own
+// account), output written to logPath, a file of dir. The log is not
+// opened through a link: the node's account owns dir and could have left
+// one pointing at a file labd must not truncate.
+func startProcess(path string, args []string, dir, logPath string, cred *syscall.Credential) (*process, error) {
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC|syscall.O_NOFOLLOW, 0o644)
 	if err != nil {
 		return nil, err
 	}
@@ -44,7 +47,7 @@ func startProcess(path string, args []string, dir, logPath string) (*process, er
 	cmd.Dir = dir
 	cmd.Stdin = nil
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Credential: cred}
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
@@ -212,9 +215,10 @@ func killRecorded(ctx context.Context, pid int, startTime uint64) bool {
 	return true
 }
 
-// logTail returns the last max bytes of a log file, for error messages.
+// logTail returns the last max bytes of a log file, for error messages
+// (never read through a link, like startProcess's open).
 func logTail(path string, max int64) string {
-	f, err := os.Open(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
 	if err != nil {
 		return ""
 	}

@@ -311,6 +311,9 @@ func (a *projectActor) serve(req *request) {
 func (a *projectActor) notFound() error { return NotFound("Project ID %s doesn't exist", a.id) }
 
 func (a *projectActor) create(c CreateProject) (createResult, error) {
+	if err := checkName("project", c.Name); err != nil {
+		return createResult{}, err
+	}
 	if a.state.IsOpen() {
 		if c.Mode == CreateOrGet {
 			return createResult{project: a.state}, nil
@@ -337,6 +340,11 @@ func (a *projectActor) update(c UpdateProject) (*replay.Project, error) {
 	}
 	if c.Path != nil && filepath.Clean(*c.Path) != a.dir {
 		return nil, Forbidden("You are not allowed to modify the project directory location")
+	}
+	if c.Name != nil {
+		if err := checkName("project", *c.Name); err != nil {
+			return nil, err
+		}
 	}
 	next := events.ProjectUpdated{Name: a.state.Name, Temporary: a.state.Temporary, Variables: a.state.Variables}
 	if c.Name != nil {

@@ -69,7 +69,7 @@ func (a *nodeActor) qemuSettle(base qemu.Config, p qemu.Patch, consoleType strin
 	}
 	c := p.Apply(base)
 	c.ConsoleType = consoleType
-	if err := c.Validate(); err != nil {
+	if err := errors.Join(c.Validate(), a.cfg.QEMUOptions.Check(c.Options)); err != nil {
 		return nil, Invalid("%s", strings.ReplaceAll(err.Error(), qemu.ErrInvalid.Error()+": ", ""))
 	}
 	bin, err := a.cfg.QEMU.System(c.QemuPath, c.Platform)
@@ -161,8 +161,8 @@ func (a *nodeActor) qemuCommand(rt *runtime) (launchSpec, error) {
 		if disk := strings.HasSuffix(prop, "_disk_image"); disk {
 			if c.LinkedClone {
 				overlay := filepath.Join(a.dir(), strings.TrimSuffix(prop, "_image")+".qcow2")
-				if _, err := os.Stat(overlay); errors.Is(err, os.ErrNotExist) {
-					img, err := a.cfg.QEMU.Img("")
+				if _, err := os.Lstat(overlay); errors.Is(err, os.ErrNotExist) {
+					img, err := a.qemuImg()
 					if err != nil {
 						return launchSpec{}, Conflict("linked clones need qemu-img: %v", err)
 					}
@@ -171,6 +171,8 @@ func (a *nodeActor) qemuCommand(rt *runtime) (launchSpec, error) {
 					}
 				}
 				path = overlay
+			} else if u := a.cfg.NodeUser; u != nil && !u.canWrite(path) {
+				return launchSpec{}, Conflict("%s is not a linked clone, so QEMU would write to the image %s, which the node user %s may not modify: use a linked clone", prop, name, u.Name)
 			}
 			disks = append(disks, path)
 		}
@@ -197,21 +199,45 @@ func (a *nodeActor) qemuCommand(rt *runtime) (launchSpec, error) {
 	for _, t := range rt.tunnels {
 		run.Tunnels = append(run.Tunnels, qemu.Tunnel{Node: t.NodePort, Bridge: t.BridgePort})
 	}
-	if err := os.MkdirAll(filepath.Dir(run.QMP), 0o700); err != nil {
+	if err := a.qmpDir(filepath.Dir(run.QMP)); err != nil {
 		return launchSpec{}, fmt.Errorf("actors: QMP socket directory: %w", err)
 	}
 	_ = os.Remove(run.QMP) // a socket left by a killed run
-	c.Options = strings.NewReplacer(
-		"%vm-name%", a.state.Name, "%vm-id%", a.ref.NodeID, "%project-id%", a.ref.ProjectID,
-		"%project-path%", filepath.Join(a.cfg.ProjectsDir, a.ref.ProjectID),
-		"%console-port%", strconv.Itoa(a.state.Console),
-	).Replace(c.Options)
+	run.Options = a.cfg.QEMUOptions
+	run.Vars = map[string]string{
+		"%vm-name%": a.state.Name, "%vm-id%": a.ref.NodeID, "%project-id%": a.ref.ProjectID,
+		"%project-path%": filepath.Join(a.cfg.ProjectsDir, a.ref.ProjectID),
+		"%console-port%": strconv.Itoa(a.state.Console),
+	}
+	// The options are checked again here: they were recorded under the
+	// policy of their day, and the variables are substituted now.
 	args, err := qemu.Args(c, run)
 	if err != nil {
-		return launchSpec{}, Invalid("%v", err)
+		return launchSpec{}, Conflict("%s", strings.ReplaceAll(err.Error(), qemu.ErrInvalid.Error()+": ", ""))
 	}
 	rt.qemu = &qemuRun{qmpPath: run.QMP, props: a.state.Properties}
 	return launchSpec{bin: bin, args: args, log: qemuLog}, nil
+}
+
+// qemuImg is the qemu-img that handles the node's disks, as the node's
+// user.
+func (a *nodeActor) qemuImg() (qemu.Img, error) {
+	path, err := a.cfg.QEMU.Img("")
+	return qemu.Img{Path: path, Credential: a.cfg.NodeUser.credential()}, err
+}
+
+// qmpDir makes the directory of QMP sockets, where QEMU (as the node user)
+// creates its socket; only that user and root may enter it.
+func (a *nodeActor) qmpDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	if u := a.cfg.NodeUser; u != nil {
+		if err := os.Lchown(dir, int(u.UID), int(u.GID)); err != nil {
+			return err
+		}
+	}
+	return os.Chmod(dir, 0o700)
 }
 
 // savedState reports whether a start resumes from the state a stop with
@@ -222,7 +248,7 @@ func (a *nodeActor) savedState(ctx context.Context, c qemu.Config, disks []strin
 	if len(disks) == 0 {
 		return false, nil
 	}
-	img, err := a.cfg.QEMU.Img("")
+	img, err := a.qemuImg()
 	if err != nil {
 		if c.OnClose == "save_vm_state" {
 			return false, Conflict("save_vm_state needs qemu-img: %v", err)
@@ -287,6 +313,7 @@ func (a *nodeActor) qemuAttach(rt *runtime) error {
 	if c.CPUThrottling > 0 {
 		// cpulimit --lazy ends with the process it limits.
 		limiter := exec.Command("cpulimit", "--lazy", "--pid="+strconv.Itoa(p.pid), "--limit="+strconv.Itoa(c.CPUThrottling))
+		limiter.SysProcAttr = &syscall.SysProcAttr{Credential: a.cfg.NodeUser.credential()}
 		if err := limiter.Start(); err != nil {
 			return Conflict("could not start cpulimit: %v", err)
 		}

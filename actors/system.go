@@ -50,10 +50,16 @@ type Config struct {
 	Images qemu.Images
 	// QEMU finds the QEMU binaries a node may run.
 	QEMU qemu.Finder
+	// QEMUOptions decides which extra options a QEMU node may have; the
+	// zero value is labd's allowlist.
+	QEMUOptions qemu.OptionPolicy
 	// QEMUShutdownTimeout bounds how long a stop with on_close
 	// shutdown_signal waits for the guest to power off before QEMU is
 	// told to quit; zero means 120 s, as GNS3.
 	QEMUShutdownTimeout time.Duration
+	// NodeUser is the account node processes run as; nil runs them as
+	// labd's own (labd sets it whenever it runs as root).
+	NodeUser *NodeUser
 	// KeepNodes leaves node processes running when labd stops, for the
 	// next labd to adopt; by default they are stopped, as GNS3 does.
 	KeepNodes bool
@@ -113,6 +119,16 @@ func Start(cfg Config, st *replay.State) (*Client, error) {
 	}
 	if st == nil {
 		st = replay.New()
+	}
+	if u := cfg.NodeUser; u != nil {
+		for _, dir := range []string{cfg.ProjectsDir, cfg.Images.Root} {
+			if dir == "" {
+				continue
+			}
+			if err := u.CheckReach(dir); err != nil {
+				return nil, fmt.Errorf("actors: node processes could not work there: %w", err)
+			}
+		}
 	}
 	// Every port the history holds is held again: project ports, the
 	// tunnels of nodes recorded as running (released when they are

@@ -38,7 +38,18 @@ type Run struct {
 	LoadVM bool
 	// Accel is the -machine accel= value; empty means Accel().
 	Accel string
+	// Vars are the values of GNS3's variables in options (%vm-name%...).
+	Vars map[string]string
+	// Options decides which of the configuration's extra options may
+	// run; the zero value is labd's allowlist.
+	Options OptionPolicy
 }
+
+// Sandbox is the -sandbox argument of every QEMU labd starts: QEMU's
+// seccomp filter, which kills QEMU if it tries to fork or exec, regain
+// privileges or change its scheduling, so that not even an option an
+// operator allowed can run a program.
+const Sandbox = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
 
 // Accel returns the acceleration to ask QEMU for on this host: kvm:tcg
 // (KVM when it works, TCG otherwise) when the CPU has hardware
@@ -66,8 +77,10 @@ const SavedState = "GNS3_SAVED_STATE"
 
 // Args returns QEMU's arguments for a start, in GNS3 2.2's order (its
 // _build_command), with labd's differences: acceleration is asked as
-// -machine accel= (see Accel), the monitor is a QMP socket, and every
-// adapter's socket netdev points at labd's bridge.
+// -machine accel= (see Accel), the monitor is a QMP socket, every
+// adapter's socket netdev points at labd's bridge, the extra options are
+// those r.Options allows (checked again after the variables are
+// substituted), and the last option is the sandbox.
 func Args(c Config, r Run) ([]string, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
@@ -75,8 +88,16 @@ func Args(c Config, r Run) ([]string, error) {
 	if len(r.Tunnels) != c.Adapters {
 		return nil, fmt.Errorf("qemu: %d tunnels for %d adapters", len(r.Tunnels), c.Adapters)
 	}
+	extra, err := ParseOptions(c.Options)
+	if err != nil {
+		return nil, err
+	}
+	extra = Expand(extra, r.Vars)
+	if err := r.Options.CheckParsed(extra); err != nil {
+		return nil, err
+	}
 	a := []string{"-name", r.Name, "-m", strconv.Itoa(c.RAM) + "M", "-smp", "cpus=" + strconv.Itoa(c.CPUs) + ",sockets=1"}
-	if !strings.Contains(c.Options, "accel=") {
+	if !setsAccel(extra) {
 		accel := r.Accel
 		if accel == "" {
 			accel = Accel()
@@ -106,7 +127,7 @@ func Args(c Config, r Run) ([]string, error) {
 	if c.KernelCommandLine != "" {
 		a = append(a, "-append", c.KernelCommandLine)
 	}
-	if !strings.Contains(c.Options, "-uuid") {
+	if !has(extra, "uuid") {
 		a = append(a, "-uuid", r.NodeID)
 	}
 	host := r.ConsoleHost
@@ -145,14 +166,11 @@ func Args(c Config, r Run) ([]string, error) {
 	if r.LoadVM {
 		a = append(a, "-loadvm", SavedState)
 	}
-	if c.ConsoleType == "telnet" && !strings.Contains(c.Options, "-display") && !strings.Contains(c.Options, "-nographic") {
+	if c.ConsoleType == "telnet" && !has(extra, "display", "nographic") {
 		a = append(a, "-display", "none")
 	}
-	extra, err := SplitOptions(c.Options)
-	if err != nil {
-		return nil, invalid("options: %v", err)
-	}
-	return append(a, extra...), nil
+	a = append(a, Words(extra)...)
+	return append(a, "-sandbox", Sandbox), nil
 }
 
 // diskArgs returns the arguments of disk index i on interface iface, as

@@ -64,13 +64,12 @@ type CustomAdapter struct {
 
 // The enums of GNS3's schema.
 var (
-	ConsoleTypes     = []string{"telnet", "vnc", "spice", "spice+agent", "none"}
-	BootPriorities   = []string{"c", "d", "n", "cn", "cd", "dn", "dc", "nc", "nd"}
-	OnCloseActions   = []string{"power_off", "shutdown_signal", "save_vm_state"}
-	ProcessPriority  = []string{"realtime", "very high", "high", "normal", "low", "very low", "null"}
-	DiskInterfaces   = []string{"ide", "sata", "nvme", "scsi", "virtio", "sd", "mtd", "floppy", "pflash", "none"}
-	Platforms        = []string{"aarch64", "alpha", "arm", "cris", "i386", "lm32", "m68k", "microblaze", "microblazeel", "mips", "mips64", "mips64el", "mipsel", "moxie", "or32", "ppc", "ppc64", "ppcemb", "s390x", "sh4", "sh4eb", "sparc", "sparc64", "tricore", "unicore32", "x86_64", "xtensa", "xtensaeb"}
-	forbiddenOptions = []string{"-blockdev", "-drive", "-hda", "-hdb", "-hdc", "-hdd", "-fsdev", "-virtfs", "-nic", "-netdev"}
+	ConsoleTypes    = []string{"telnet", "vnc", "spice", "spice+agent", "none"}
+	BootPriorities  = []string{"c", "d", "n", "cn", "cd", "dn", "dc", "nc", "nd"}
+	OnCloseActions  = []string{"power_off", "shutdown_signal", "save_vm_state"}
+	ProcessPriority = []string{"realtime", "very high", "high", "normal", "low", "very low", "null"}
+	DiskInterfaces  = []string{"ide", "sata", "nvme", "scsi", "virtio", "sd", "mtd", "floppy", "pflash", "none"}
+	Platforms       = []string{"aarch64", "alpha", "arm", "cris", "i386", "lm32", "m68k", "microblaze", "microblazeel", "mips", "mips64", "mips64el", "mipsel", "moxie", "or32", "ppc", "ppc64", "ppcemb", "s390x", "sh4", "sh4eb", "sparc", "sparc64", "tricore", "unicore32", "x86_64", "xtensa", "xtensaeb"}
 )
 
 // Default returns the configuration of a new node, with GNS3's compute
@@ -106,7 +105,8 @@ func invalid(format string, args ...any) error {
 var macRE = regexp.MustCompile(`^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$`)
 
 // Validate checks c against GNS3's schema and labd's rules: enums, ranges,
-// MAC addresses, and the extra options GNS3 forbids.
+// MAC addresses, extra options that parse as QEMU options. Which options
+// a node may have is an OptionPolicy's decision.
 func (c Config) Validate() error {
 	oneOf := func(field, v string, set []string) error {
 		if !slices.Contains(set, v) {
@@ -153,33 +153,15 @@ func (c Config) Validate() error {
 	if c.CDROM != "" && c.HDC.Image != "" {
 		errs = append(errs, invalid("cdrom_image and hdc_disk_image cannot both be set"))
 	}
-	errs = append(errs, CheckOptions(c.Options))
+	if _, err := ParseOptions(c.Options); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }
 
 // disks returns the four disks by GNS3's names.
 func (c Config) disks() map[string]Disk {
 	return map[string]Disk{"hda": c.HDA, "hdb": c.HDB, "hdc": c.HDC, "hdd": c.HDD}
-}
-
-// CheckOptions refuses extra options that could not be parsed or that GNS3
-// forbids, because they would bypass labd's disks and links (-drive,
-// -netdev, ... and their -- forms).
-func CheckOptions(options string) error {
-	args, err := SplitOptions(options)
-	if err != nil {
-		return invalid("options: %v", err)
-	}
-	for _, a := range args {
-		opt := a
-		if strings.HasPrefix(opt, "--") {
-			opt = opt[1:]
-		}
-		if name, _, _ := strings.Cut(opt, "="); slices.Contains(forbiddenOptions, name) {
-			return invalid("Forbidden additional option: %s", a)
-		}
-	}
-	return nil
 }
 
 // SplitOptions splits an options string the way a POSIX shell would split

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -114,7 +115,7 @@ func (o ImageOptions) options() string {
 // removed again if qemu-img fails. Invalid options wrap ErrInvalid, an
 // existing file fs.ErrExist, a qemu-img failure ErrQemuImg with its
 // message.
-func CreateImage(ctx context.Context, qemuImg, path string, o ImageOptions) error {
+func CreateImage(ctx context.Context, img Img, path string, o ImageOptions) error {
 	if err := o.validate(); err != nil {
 		return err
 	}
@@ -126,15 +127,15 @@ func CreateImage(ctx context.Context, qemuImg, path string, o ImageOptions) erro
 		args = append(args, "-o", opts)
 	}
 	args = append(args, path, strconv.Itoa(o.SizeMB)+"M")
-	return createExclusive(path, func() error {
-		_, err := runImg(ctx, qemuImg, args...)
+	return createExclusive(path, img, func() error {
+		_, err := runImg(ctx, img, args...)
 		return err
 	})
 }
 
-// createExclusive reserves path with an exclusive create, runs create to
-// fill it, and removes it if create fails.
-func createExclusive(path string, create func() error) error {
+// createExclusive reserves path with an exclusive create (for the account
+// img runs as), runs create to fill it, and removes it if create fails.
+func createExclusive(path string, img Img, create func() error) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if errors.Is(err, fs.ErrExist) {
 		return fmt.Errorf("qemu: could not create disk image %s: %w", path, fs.ErrExist)
@@ -142,7 +143,14 @@ func createExclusive(path string, create func() error) error {
 	if err != nil {
 		return fmt.Errorf("qemu: could not create disk image %s: %w", path, err)
 	}
+	if c := img.Credential; c != nil {
+		err = f.Chown(int(c.Uid), int(c.Gid))
+	}
 	f.Close()
+	if err != nil {
+		os.Remove(path)
+		return fmt.Errorf("qemu: could not create disk image %s: %w", path, err)
+	}
 	if err := create(); err != nil {
 		os.Remove(path)
 		return err
@@ -152,7 +160,7 @@ func createExclusive(path string, create func() error) error {
 
 // ResizeImage grows the image at path by extendMB megabytes with
 // `qemu-img resize path +<n>M`. A missing image wraps fs.ErrNotExist.
-func ResizeImage(ctx context.Context, qemuImg, path string, extendMB int) error {
+func ResizeImage(ctx context.Context, img Img, path string, extendMB int) error {
 	if extendMB < 1 || extendMB > maxExtendMB {
 		return invalid("extend %d MB is out of range 1..%d", extendMB, maxExtendMB)
 	}
@@ -162,7 +170,7 @@ func ResizeImage(ctx context.Context, qemuImg, path string, extendMB int) error 
 	if st, err := os.Stat(path); err != nil || !st.Mode().IsRegular() {
 		return fmt.Errorf("qemu: disk image %s does not exist: %w", path, fs.ErrNotExist)
 	}
-	_, err := runImg(ctx, qemuImg, "resize", path, "+"+strconv.Itoa(extendMB)+"M")
+	_, err := runImg(ctx, img, "resize", path, "+"+strconv.Itoa(extendMB)+"M")
 	return err
 }
 
@@ -182,11 +190,11 @@ var fileKeys = []string{"filename", "backing-filename", "full-backing-filename",
 // (a backing file, an external data file, VMDK extents) is refused with
 // ErrInvalid: an uploaded image could otherwise hand the guest any file of
 // the host. path must not exist.
-func Overlay(ctx context.Context, qemuImg, base, path string) error {
+func Overlay(ctx context.Context, img Img, base, path string) error {
 	if !filepath.IsAbs(base) || !filepath.IsAbs(path) {
 		return invalid("overlay %q and its base %q must be absolute paths", path, base)
 	}
-	out, err := runImg(ctx, qemuImg, "info", "-U", "--output=json", base)
+	out, err := runImg(ctx, img, "info", "-U", "--output=json", base)
 	if err != nil {
 		return err
 	}
@@ -207,8 +215,8 @@ func Overlay(ctx context.Context, qemuImg, base, path string) error {
 			return invalid("base image %s refers to %s outside its directory", base, ref)
 		}
 	}
-	return createExclusive(path, func() error {
-		_, err := runImg(ctx, qemuImg, "create", "-f", "qcow2", "-F", info.Format, "-b", base, path)
+	return createExclusive(path, img, func() error {
+		_, err := runImg(ctx, img, "create", "-f", "qcow2", "-F", info.Format, "-b", base, path)
 		return err
 	})
 }
@@ -234,13 +242,26 @@ func fileRefs(v any) []string {
 	return out
 }
 
+// Img is a qemu-img program and the account it runs as.
+type Img struct {
+	// Path is the program, as a Finder found it.
+	Path string
+	// Credential is the account qemu-img runs as; nil is labd's own. A
+	// node's files are handled as the node's user, so that a file the
+	// node could replace (by a link elsewhere) is never opened as root.
+	Credential *syscall.Credential
+}
+
 // runImg runs qemu-img with args and returns its standard output. A
 // failure wraps ErrQemuImg with qemu-img's message, or the context's
 // error when the context ended.
-func runImg(ctx context.Context, qemuImg string, args ...string) ([]byte, error) {
+func runImg(ctx context.Context, img Img, args ...string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, imgCommandTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, qemuImg, args...)
+	cmd := exec.CommandContext(ctx, img.Path, args...)
+	if img.Credential != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: img.Credential}
+	}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	cmd.WaitDelay = time.Second

@@ -53,7 +53,7 @@ func TestCreateImage(t *testing.T) {
 		{"p.vhd", ImageOptions{Format: "vpc", SizeMB: 10, Subformat: "dynamic"}},
 	} {
 		p := filepath.Join(dir, tc.name)
-		if err := CreateImage(t.Context(), qemuImg, p, tc.o); err != nil {
+		if err := CreateImage(t.Context(), Img{Path: qemuImg}, p, tc.o); err != nil {
 			t.Fatalf("%s: %v", tc.name, err)
 		}
 		i := imgInfo(t, p)
@@ -69,7 +69,7 @@ func TestCreateImage(t *testing.T) {
 	if err := os.WriteFile(existing, []byte("keep"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := CreateImage(t.Context(), qemuImg, existing, ImageOptions{Format: "raw", SizeMB: 1}); !errors.Is(err, fs.ErrExist) {
+	if err := CreateImage(t.Context(), Img{Path: qemuImg}, existing, ImageOptions{Format: "raw", SizeMB: 1}); !errors.Is(err, fs.ErrExist) {
 		t.Errorf("create over an existing image = %v, want fs.ErrExist", err)
 	}
 	if after, _ := os.ReadFile(existing); string(after) != "keep" {
@@ -86,20 +86,20 @@ func TestCreateImage(t *testing.T) {
 		"lazy":          {Format: "qcow2", SizeMB: 1, LazyRefcounts: "yes"},
 	} {
 		p := filepath.Join(dir, "bad-"+name)
-		if err := CreateImage(t.Context(), qemuImg, p, o); !errors.Is(err, ErrInvalid) {
+		if err := CreateImage(t.Context(), Img{Path: qemuImg}, p, o); !errors.Is(err, ErrInvalid) {
 			t.Errorf("%s: CreateImage = %v, want ErrInvalid", name, err)
 		}
 		if _, err := os.Stat(p); err == nil {
 			t.Errorf("%s: a refused create left %s", name, p)
 		}
 	}
-	if err := CreateImage(t.Context(), qemuImg, "rel.qcow2", ImageOptions{Format: "qcow2", SizeMB: 1}); !errors.Is(err, ErrInvalid) {
+	if err := CreateImage(t.Context(), Img{Path: qemuImg}, "rel.qcow2", ImageOptions{Format: "qcow2", SizeMB: 1}); !errors.Is(err, ErrInvalid) {
 		t.Errorf("relative path: %v, want ErrInvalid", err)
 	}
 	// An option qemu-img rejects for the format: its message comes back
 	// and nothing is left behind.
 	p := filepath.Join(dir, "lazy.img")
-	err := CreateImage(t.Context(), qemuImg, p, ImageOptions{Format: "raw", SizeMB: 1, LazyRefcounts: "on"})
+	err := CreateImage(t.Context(), Img{Path: qemuImg}, p, ImageOptions{Format: "raw", SizeMB: 1, LazyRefcounts: "on"})
 	if !errors.Is(err, ErrQemuImg) {
 		t.Fatalf("raw with lazy_refcounts = %v, want ErrQemuImg", err)
 	}
@@ -112,20 +112,20 @@ func TestCreateImage(t *testing.T) {
 func TestResizeImage(t *testing.T) {
 	needQEMU(t)
 	p := filepath.Join(t.TempDir(), "hda.qcow2")
-	if err := CreateImage(t.Context(), qemuImg, p, ImageOptions{Format: "qcow2", SizeMB: 10}); err != nil {
+	if err := CreateImage(t.Context(), Img{Path: qemuImg}, p, ImageOptions{Format: "qcow2", SizeMB: 10}); err != nil {
 		t.Fatal(err)
 	}
-	if err := ResizeImage(t.Context(), qemuImg, p, 5); err != nil {
+	if err := ResizeImage(t.Context(), Img{Path: qemuImg}, p, 5); err != nil {
 		t.Fatal(err)
 	}
 	if got := imgInfo(t, p).VirtualSize; got != 15<<20 {
 		t.Fatalf("virtual size %d after +5M, want %d", got, 15<<20)
 	}
-	if err := ResizeImage(t.Context(), qemuImg, p+".missing", 5); !errors.Is(err, fs.ErrNotExist) {
+	if err := ResizeImage(t.Context(), Img{Path: qemuImg}, p+".missing", 5); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("resize a missing image = %v, want fs.ErrNotExist", err)
 	}
 	for _, n := range []int{0, -5} {
-		if err := ResizeImage(t.Context(), qemuImg, p, n); !errors.Is(err, ErrInvalid) {
+		if err := ResizeImage(t.Context(), Img{Path: qemuImg}, p, n); !errors.Is(err, ErrInvalid) {
 			t.Errorf("extend %d = %v, want ErrInvalid", n, err)
 		}
 	}
@@ -135,24 +135,24 @@ func TestOverlay(t *testing.T) {
 	needQEMU(t)
 	store, project := t.TempDir(), t.TempDir()
 	base := filepath.Join(store, "base.img")
-	if err := CreateImage(t.Context(), qemuImg, base, ImageOptions{Format: "raw", SizeMB: 4}); err != nil {
+	if err := CreateImage(t.Context(), Img{Path: qemuImg}, base, ImageOptions{Format: "raw", SizeMB: 4}); err != nil {
 		t.Fatal(err)
 	}
 	overlay := filepath.Join(project, "hda_disk.qcow2")
-	if err := Overlay(t.Context(), qemuImg, base, overlay); err != nil {
+	if err := Overlay(t.Context(), Img{Path: qemuImg}, base, overlay); err != nil {
 		t.Fatal(err)
 	}
 	i := imgInfo(t, overlay)
 	if i.Format != "qcow2" || i.BackingFilename != base || i.BackingFormat != "raw" || i.VirtualSize != 4<<20 {
 		t.Fatalf("overlay info %+v, want qcow2 backed by raw %s", i, base)
 	}
-	if err := Overlay(t.Context(), qemuImg, base, overlay); !errors.Is(err, fs.ErrExist) {
+	if err := Overlay(t.Context(), Img{Path: qemuImg}, base, overlay); !errors.Is(err, fs.ErrExist) {
 		t.Errorf("overlay over an existing file = %v, want fs.ErrExist", err)
 	}
 	// An image whose backing file lies elsewhere would hand the guest
 	// that file: refused, nothing created.
 	chained := filepath.Join(project, "second.qcow2")
-	if err := Overlay(t.Context(), qemuImg, overlay, chained); !errors.Is(err, ErrInvalid) {
+	if err := Overlay(t.Context(), Img{Path: qemuImg}, overlay, chained); !errors.Is(err, ErrInvalid) {
 		t.Errorf("overlay of an image backed from another directory = %v, want ErrInvalid", err)
 	}
 	if _, err := os.Stat(chained); err == nil {
@@ -160,13 +160,13 @@ func TestOverlay(t *testing.T) {
 	}
 	// A backing file in the base's own directory is fine.
 	mid := filepath.Join(store, "mid.qcow2")
-	if err := Overlay(t.Context(), qemuImg, base, mid); err != nil {
+	if err := Overlay(t.Context(), Img{Path: qemuImg}, base, mid); err != nil {
 		t.Fatal(err)
 	}
-	if err := Overlay(t.Context(), qemuImg, mid, filepath.Join(project, "third.qcow2")); err != nil {
+	if err := Overlay(t.Context(), Img{Path: qemuImg}, mid, filepath.Join(project, "third.qcow2")); err != nil {
 		t.Errorf("overlay of an image backed from its own directory: %v", err)
 	}
-	if err := Overlay(t.Context(), qemuImg, filepath.Join(store, "missing.img"), filepath.Join(project, "m.qcow2")); !errors.Is(err, ErrQemuImg) {
+	if err := Overlay(t.Context(), Img{Path: qemuImg}, filepath.Join(store, "missing.img"), filepath.Join(project, "m.qcow2")); !errors.Is(err, ErrQemuImg) {
 		t.Errorf("overlay of a missing base = %v, want ErrQemuImg", err)
 	}
 }

@@ -8,8 +8,8 @@ import (
 
 // HasSnapshot reports whether the qcow2 disk at path holds an internal
 // snapshot (savevm's) named name, read with qemu-img info.
-func HasSnapshot(ctx context.Context, qemuImg, path, name string) (bool, error) {
-	out, err := runImg(ctx, qemuImg, "info", "--output=json", "-U", path)
+func HasSnapshot(ctx context.Context, img Img, path, name string) (bool, error) {
+	out, err := runImg(ctx, img, "info", "--output=json", "-U", path)
 	if err != nil {
 		return false, err
 	}
@@ -31,7 +31,7 @@ func HasSnapshot(ctx context.Context, qemuImg, path, name string) (bool, error) 
 
 // DeleteSnapshot deletes the internal snapshot name of the disk at path
 // (GNS3 deletes a saved state the node will not resume from).
-func DeleteSnapshot(ctx context.Context, qemuImg, path, name string) error {
-	_, err := runImg(ctx, qemuImg, "snapshot", "-d", name, path)
+func DeleteSnapshot(ctx context.Context, img Img, path, name string) error {
+	_, err := runImg(ctx, img, "snapshot", "-d", name, path)
 	return err
 }

@@ -8,12 +8,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -22,6 +24,10 @@ const ScriptName = "startup.vpc"
 
 // LogName is the file the process's output goes to.
 const LogName = "vpcs.log"
+
+// maxScript bounds what ReadScript reads: a script labd wrote fits in a
+// request body; the node may have grown it since (VPCS's save).
+const maxScript = 1 << 20
 
 // Version is a VPCS version such as 0.5b2 or 0.8.1.
 type Version struct {
@@ -117,19 +123,34 @@ func Args(v Version, o Options) []string {
 }
 
 // WriteScript writes the startup script into dir, with %h replaced by the
-// node's name, as GNS3 does.
+// node's name, as GNS3 does. The node's process may own dir: the script is
+// never written through a link it could have left there.
 func WriteScript(dir, script, name string) error {
 	script = strings.ReplaceAll(script, "%h", name)
-	return os.WriteFile(filepath.Join(dir, ScriptName), []byte(script), 0o644)
+	return writeScript(dir, script)
+}
+
+func writeScript(dir, script string) error {
+	f, err := os.OpenFile(filepath.Join(dir, ScriptName), os.O_WRONLY|os.O_CREATE|os.O_TRUNC|syscall.O_NOFOLLOW, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(script)
+	return errors.Join(err, f.Close())
 }
 
 // ReadScript returns the startup script of dir; ok is false when there is
-// none.
+// none. Like WriteScript, it does not follow a link.
 func ReadScript(dir string) (script string, ok bool, err error) {
-	b, err := os.ReadFile(filepath.Join(dir, ScriptName))
+	f, err := os.OpenFile(filepath.Join(dir, ScriptName), os.O_RDONLY|syscall.O_NOFOLLOW, 0)
 	if errors.Is(err, os.ErrNotExist) {
 		return "", false, nil
 	}
+	if err != nil {
+		return "", false, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxScript))
 	if err != nil {
 		return "", false, err
 	}
@@ -143,7 +164,7 @@ func Rename(dir, name string) error {
 	if err != nil || !ok {
 		return err
 	}
-	return os.WriteFile(filepath.Join(dir, ScriptName), []byte(SetPCName(script, name)), 0o644)
+	return writeScript(dir, SetPCName(script, name))
 }
 
 // SetPCName returns script with its `set pcname` line naming name.

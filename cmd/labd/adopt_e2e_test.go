@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"labd/actors/actorstest"
 	"labd/actors/qemu/qemutest"
 )
 
@@ -41,6 +42,11 @@ func TestCrashAdoptsALabAndItsTraffic(t *testing.T) {
 
 			before := lab.snapshot(t, d.URL)
 			pids := lab.processes(t)
+			for _, pid := range pids {
+				if os.Geteuid() == 0 && actorstest.UID(t, pid) == 0 {
+					t.Fatalf("node process %d runs as root", pid)
+				}
+			}
 			lastSeq := lab.guest.lastSeqs()
 			t.Logf("before: pids %v, last ping replies %v", pids, lastSeq)
 

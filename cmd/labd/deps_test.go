@@ -27,9 +27,11 @@ var allowedImports = map[string][]string{
 	"labd/replay":                  {"labd/events"},
 	"labd/actors": {"labd/events", "labd/replay", "labd/nio", "labd/nio/pcap", "labd/actors/console", "labd/actors/vpcs",
 		"labd/actors/qemu", "labd/actors/qemu/qmp"},
-	"labd/http/notify": {"labd/events", "labd/replay"},
-	"labd/http/api": {"labd/actors", "labd/actors/vpcs", "labd/actors/qemu", "labd/http/notify", "labd/events", "labd/replay", "labd/nio",
-		"labd/nio/pcap", "labd/host"},
+	"labd/actors/actorstest": {"labd/actors"},
+	"labd/http/access":       nil,
+	"labd/http/notify":       {"labd/events", "labd/replay"},
+	"labd/http/api": {"labd/actors", "labd/actors/vpcs", "labd/actors/qemu", "labd/http/access", "labd/http/notify", "labd/events",
+		"labd/replay", "labd/nio", "labd/nio/pcap", "labd/host"},
 	"labd/cmd/labd": {"*"},
 }
 

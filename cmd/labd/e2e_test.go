@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"labd/actors/actorstest"
 )
 
 // These tests run the real labd binary, built from this tree (with the
@@ -70,6 +72,9 @@ var servingLine = regexp.MustCompile(`msg="labd is serving" addr=(\S+)`)
 // until it serves.
 func startLabd(t *testing.T, dataDir string, extra ...string) *daemonProc {
 	t.Helper()
+	// labd, as root, runs its nodes as the node user, who must reach
+	// them.
+	actorstest.Reachable(t, dataDir)
 	// Ranges of their own, so that nodes of daemons of other test packages
 	// running at the same time do not race for the same ports; a later flag
 	// wins.

@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -53,17 +55,39 @@ type serveConfig struct {
 	vncPorts           nio.PortRange
 	qemuShutdown       time.Duration
 	keepNodes          bool
+	qemuOptions        qemu.OptionPolicy
+	nodeUser           *actors.NodeUser
+	authUser           string
+	authPassword       string
+	noAuth             bool
+	allowOrigins       []string
+	allowHosts         []string
+}
+
+// passwordEnv holds the API password when no --auth-password-file is
+// given: a command-line value would show in ps.
+const passwordEnv = "LABD_AUTH_PASSWORD"
+
+// defaultDataDir is where labd keeps its state: the XDG data directory of
+// the account, but /var/lib/labd for root, whose home the node user
+// cannot enter.
+func defaultDataDir() string {
+	if os.Geteuid() == 0 {
+		return "/var/lib/labd"
+	}
+	home, _ := os.UserHomeDir()
+	return filepath.Join(home, ".local", "share", "labd")
 }
 
 func parseServeFlags(args []string) (serveConfig, error) {
 	var c serveConfig
 	fs := flag.NewFlagSet("labd serve", flag.ContinueOnError)
 	hostname, _ := os.Hostname()
-	home, _ := os.UserHomeDir()
-	var consoleRange, udpRange, vncRange, qemuDirs, logLevel string
+	var consoleRange, udpRange, vncRange, qemuDirs, logLevel, nodeUser, passwordFile string
+	var qemuAllow []string
 	fs.StringVar(&c.host, "host", "127.0.0.1", "address to serve the API on")
 	fs.IntVar(&c.port, "port", 3080, "port to serve the API on (0: any free port)")
-	fs.StringVar(&c.dataDir, "data-dir", filepath.Join(home, ".local", "share", "labd"), "directory for the event store, projects and images")
+	fs.StringVar(&c.dataDir, "data-dir", defaultDataDir(), "directory for the event store, projects and images")
 	fs.StringVar(&c.computeID, "compute-id", events.ComputeIDFrom(hostname), "this compute's id in event subjects (letters, digits, - and _)")
 	fs.StringVar(&c.natsURL, "nats-url", "", "external NATS server or cluster (comma-separated URLs); empty: embedded JetStream in <data-dir>/nats")
 	fs.StringVar(&c.natsListen, "nats-listen", "", "also serve the embedded NATS on this host:port (default: in-process only)")
@@ -82,6 +106,29 @@ func parseServeFlags(args []string) (serveConfig, error) {
 	fs.StringVar(&vncRange, "vnc-port-range", "5900-10000", "the part of the console range VNC consoles take ports from")
 	fs.BoolVar(&c.keepNodes, "keep-nodes", false, "leave node processes running when labd stops, for the next labd to adopt")
 	fs.DurationVar(&c.qemuShutdown, "qemu-shutdown-timeout", 120*time.Second, "how long a stop with on_close shutdown_signal waits for the guest")
+	fs.Func("qemu-allow-option", "also accept this QEMU option (name without the dash) with any argument in a node's options; repeatable (see SECURITY.md)", func(v string) error {
+		qemuAllow = append(qemuAllow, v)
+		return nil
+	})
+	fs.StringVar(&nodeUser, "node-user", actors.DefaultNodeUser, "unprivileged account node processes run as when labd runs as root")
+	fs.StringVar(&c.authUser, "auth-user", "", "require HTTP Basic authentication as this user (password from --auth-password-file or "+passwordEnv+")")
+	fs.StringVar(&passwordFile, "auth-password-file", "", "file holding the --auth-user password")
+	fs.BoolVar(&c.noAuth, "no-auth", false, "serve a non-loopback address without authentication (anyone who reaches it controls the host's labs)")
+	fs.Func("allow-origin", "also let web pages of this origin (http://host:port) call the API; repeatable", func(v string) error {
+		u, err := url.Parse(v)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			return fmt.Errorf("%q is not an origin (scheme://host[:port])", v)
+		}
+		c.allowOrigins = append(c.allowOrigins, strings.TrimSuffix(v, "/"))
+		return nil
+	})
+	fs.Func("allow-host", "also answer requests addressed to this host name (besides IP addresses and localhost); repeatable", func(v string) error {
+		if v == "" || strings.ContainsAny(v, ":/ ") {
+			return fmt.Errorf("%q is not a host name", v)
+		}
+		c.allowHosts = append(c.allowHosts, v)
+		return nil
+	})
 	if err := fs.Parse(args); err != nil {
 		return c, errUsage
 	}
@@ -129,7 +176,84 @@ func parseServeFlags(args []string) (serveConfig, error) {
 	if c.natsURL != "" && c.natsListen != "" {
 		return c, errors.New("--nats-listen serves the embedded NATS: it does not go with --nats-url")
 	}
+	if c.qemuOptions, err = qemu.NewOptionPolicy(qemuAllow...); err != nil {
+		return c, fmt.Errorf("--qemu-allow-option: %w", err)
+	}
+	if err := c.readPassword(passwordFile); err != nil {
+		return c, err
+	}
+	if err := c.checkExposure(); err != nil {
+		return c, err
+	}
+	explicitUser := false
+	fs.Visit(func(f *flag.Flag) { explicitUser = explicitUser || f.Name == "node-user" })
+	switch {
+	case os.Geteuid() == 0:
+		if c.nodeUser, err = actors.LookupNodeUser(nodeUser); err != nil {
+			return c, fmt.Errorf("--node-user: %w (make deps creates %s; labd runs no node as root)", err, actors.DefaultNodeUser)
+		}
+	case explicitUser:
+		return c, fmt.Errorf("--node-user %s: only root can run node processes as another account", nodeUser)
+	}
 	return c, nil
+}
+
+// readPassword takes the --auth-user password from its file or the
+// environment, never from the command line.
+func (c *serveConfig) readPassword(file string) error {
+	switch {
+	case c.authUser == "" && file != "":
+		return errors.New("--auth-password-file needs --auth-user")
+	case c.authUser == "":
+		return nil
+	case file != "":
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return fmt.Errorf("--auth-password-file: %w", err)
+		}
+		c.authPassword = strings.TrimRight(string(b), "\r\n")
+	default:
+		c.authPassword = os.Getenv(passwordEnv)
+	}
+	if c.authPassword == "" {
+		return fmt.Errorf("--auth-user %s needs a password: put it in --auth-password-file or %s", c.authUser, passwordEnv)
+	}
+	if strings.ContainsAny(c.authUser, ":") {
+		return errors.New("--auth-user must not hold a colon (HTTP Basic separates user and password with one)")
+	}
+	return nil
+}
+
+// checkExposure refuses to serve the API, or the embedded NATS, on an
+// address other machines can reach without authentication, unless
+// --no-auth says so: whoever reaches labd runs programs on the host.
+func (c *serveConfig) checkExposure() error {
+	if c.authUser != "" || c.noAuth {
+		return nil
+	}
+	if !isLoopback(c.host) {
+		return fmt.Errorf("--host %s is reachable from other machines: give --auth-user (and its password) or, to serve it to anyone, --no-auth", c.host)
+	}
+	if c.natsListen != "" {
+		host, _, err := net.SplitHostPort(c.natsListen)
+		if err != nil {
+			return fmt.Errorf("--nats-listen %q: %w", c.natsListen, err)
+		}
+		if !isLoopback(host) {
+			return fmt.Errorf("--nats-listen %s is reachable from other machines: give --auth-user (NATS clients then log in with it) or --no-auth", c.natsListen)
+		}
+	}
+	return nil
+}
+
+// isLoopback reports whether host names only this machine: a loopback
+// address or localhost. An empty host is every address.
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(strings.Trim(host, "[]"))
+	return ip != nil && ip.IsLoopback()
 }
 
 // serve runs the daemon until ctx ends or an allowed /v1/server/shutdown
@@ -140,6 +264,15 @@ func serve(ctx context.Context, args []string) error {
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: c.logLevel}))
+	if c.noAuth && c.authUser == "" && (!isLoopback(c.host) || c.natsListen != "") {
+		log.Warn("serving without authentication (--no-auth): anyone who reaches labd controls this host's labs", "host", c.host, "nats_listen", c.natsListen)
+	}
+	if c.nodeUser != nil {
+		log.Info("node processes run unprivileged", "node_user", c.nodeUser.Name, "uid", c.nodeUser.UID)
+	}
+	if w := c.qemuOptions.Widened(); len(w) > 0 {
+		log.Warn("QEMU options allowed beyond labd's list: nodes may pass them with any argument", "options", w)
+	}
 
 	projectsDir := filepath.Join(c.dataDir, "projects")
 	if err := os.MkdirAll(projectsDir, 0o755); err != nil {
@@ -193,6 +326,8 @@ func serve(ctx context.Context, args []string) error {
 		Images:              qemu.Images{Root: c.imagesDir},
 		QEMU:                qemu.Finder{Dirs: c.qemuDirs},
 		QEMUShutdownTimeout: c.qemuShutdown,
+		QEMUOptions:         c.qemuOptions,
+		NodeUser:            c.nodeUser,
 		KeepNodes:           c.keepNodes,
 		Logger:              log.With("component", "actors"),
 	}, state)
@@ -212,6 +347,10 @@ func serve(ctx context.Context, args []string) error {
 		Images:             qemu.Images{Root: c.imagesDir},
 		QEMU:               qemu.Finder{Dirs: c.qemuDirs},
 		AllowServerControl: c.allowServerControl,
+		AuthUser:           c.authUser,
+		AuthPassword:       c.authPassword,
+		AllowOrigins:       c.allowOrigins,
+		AllowHosts:         c.allowHosts,
 		Shutdown:           requestStop,
 		Reload: func() error {
 			log.Info("configuration reload requested: labd takes its configuration from flags, there is nothing to re-read")
@@ -291,6 +430,14 @@ func connectNATS(c serveConfig, log *slog.Logger) (*nats.Conn, func(), int, erro
 		Listen: c.natsListen,
 		Logger: log.With("component", "nats-server"),
 	}
+	// With a listener and a password, NATS clients log in as the API's
+	// user, who may read the history but not write it; labd's own
+	// in-process connection has an account of its own.
+	var self *jetstream.User
+	if c.natsListen != "" && c.authUser != "" {
+		self = &jetstream.User{Name: "labd-" + c.computeID, Password: rand.Text()}
+		sc.Users = []jetstream.User{*self, {Name: c.authUser, Password: c.authPassword, Subscriber: true}}
+	}
 	if c.natsSync != "always" {
 		sc.SyncInterval, _ = time.ParseDuration(c.natsSync)
 	}
@@ -301,7 +448,7 @@ func connectNATS(c serveConfig, log *slog.Logger) (*nats.Conn, func(), int, erro
 	if c.natsListen != "" {
 		log.Info("embedded NATS serves clients", "url", s.ClientURL())
 	}
-	nc, err := jetstream.ConnectInProcess(s, "labd "+c.computeID)
+	nc, err := jetstream.ConnectInProcess(s, "labd "+c.computeID, self)
 	if err != nil {
 		s.Shutdown()
 		return nil, nil, 0, err

@@ -49,8 +49,7 @@ type storeFlags struct {
 // register adds the store flags to fs, with serve's defaults.
 func (f *storeFlags) register(fs *flag.FlagSet) {
 	hostname, _ := os.Hostname()
-	home, _ := os.UserHomeDir()
-	fs.StringVar(&f.dataDir, "data-dir", filepath.Join(home, ".local", "share", "labd"),
+	fs.StringVar(&f.dataDir, "data-dir", defaultDataDir(),
 		"labd's data directory `DIR`: read its embedded event store (refused while labd runs on it)")
 	fs.StringVar(&f.natsURL, "nats-url", "",
 		"read the events from the NATS server or cluster at `URL` (comma-separated URLs) instead of a data directory; works while labd runs")
@@ -138,7 +137,7 @@ func openOffline(ctx context.Context, sf storeFlags) (*jetstream.Store, func(), 
 		unlock()
 		return nil, nil, err
 	}
-	nc, err := jetstream.ConnectInProcess(s, "labd tool "+sf.computeID)
+	nc, err := jetstream.ConnectInProcess(s, "labd tool "+sf.computeID, nil)
 	if err != nil {
 		s.Shutdown()
 		unlock()
@@ -159,21 +158,15 @@ func openOffline(ctx context.Context, sf storeFlags) (*jetstream.Store, func(), 
 }
 
 // openExistingStream opens the store on a stream that must already exist,
-// with the replica count it has: jetstream.Open would otherwise create an
-// empty stream under a mistyped name, or change a cluster's replicas.
+// as it is: jetstream.Open would otherwise create an empty stream under a
+// mistyped name, or change a cluster's replicas, and a subscriber's
+// account may not change streams at all.
 func openExistingStream(ctx context.Context, nc *nats.Conn, name string) (*jetstream.Store, error) {
-	js, err := natsjs.New(nc)
-	if err != nil {
-		return nil, fmt.Errorf("jetstream: %w", err)
-	}
-	stream, err := js.Stream(ctx, name)
+	st, err := jetstream.Attach(ctx, nc, name)
 	if errors.Is(err, natsjs.ErrStreamNotFound) {
 		return nil, fmt.Errorf("no stream %s: nothing was recorded there (see --nats-stream)", name)
 	}
-	if err != nil {
-		return nil, fmt.Errorf("stream %s: %w", name, err)
-	}
-	return jetstream.Open(ctx, nc, jetstream.Config{Stream: name, Replicas: stream.CachedInfo().Config.Replicas})
+	return st, err
 }
 
 // errDataDirBusy is the refusal of an offline tool on a data directory

@@ -11,6 +11,8 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+
+	"labd/events"
 )
 
 // ServerConfig configures the embedded NATS server.
@@ -31,6 +33,41 @@ type ServerConfig struct {
 	// Logger receives the server's log lines. Required: without it the
 	// server fails to start silently.
 	Logger *slog.Logger
+	// Users, when set, are the only accounts clients may connect as, the
+	// in-process connection included (ConnectInProcess with its user).
+	// Without them any client that reaches Listen may do anything.
+	Users []User
+}
+
+// User is an account of the embedded server.
+type User struct {
+	Name, Password string
+	// Subscriber limits the account to reading: it may subscribe to
+	// anything and consume the stream, but not publish events nor create,
+	// change, purge or delete streams, so it cannot rewrite the history.
+	Subscriber bool
+}
+
+// subscriberDenied are the subjects a Subscriber may not publish to: the
+// events themselves, and the JetStream API calls that change streams.
+var subscriberDenied = []string{
+	events.Prefix + ".>",
+	"$JS.API.STREAM.CREATE.>", "$JS.API.STREAM.UPDATE.>", "$JS.API.STREAM.DELETE.>",
+	"$JS.API.STREAM.PURGE.>", "$JS.API.STREAM.MSG.DELETE.>", "$JS.API.STREAM.RESTORE.>",
+	"$JS.API.STREAM.PEER.>", "$JS.API.STREAM.LEADER.>", "$JS.API.CONSUMER.LEADER.>",
+	"$JS.API.ACCOUNT.PURGE.>", "$JS.API.META.>", "$JS.API.SERVER.>",
+}
+
+func serverUsers(us []User) []*server.User {
+	var out []*server.User
+	for _, u := range us {
+		su := &server.User{Username: u.Name, Password: u.Password}
+		if u.Subscriber {
+			su.Permissions = &server.Permissions{Publish: &server.SubjectPermission{Deny: subscriberDenied}}
+		}
+		out = append(out, su)
+	}
+	return out
 }
 
 // StartServer starts an embedded JetStream server and waits until it
@@ -53,6 +90,7 @@ func StartServer(cfg ServerConfig) (*server.Server, error) {
 		DisableJetStreamBanner: true,
 		SyncAlways:             cfg.SyncInterval == 0,
 		SyncInterval:           cfg.SyncInterval,
+		Users:                  serverUsers(cfg.Users),
 	}
 	if cfg.Listen == "" {
 		opts.DontListen = true
@@ -87,9 +125,14 @@ func StartServer(cfg ServerConfig) (*server.Server, error) {
 	return s, nil
 }
 
-// ConnectInProcess connects to an embedded server without a socket.
-func ConnectInProcess(s *server.Server, name string) (*nats.Conn, error) {
-	nc, err := nats.Connect("", nats.InProcessServer(s), nats.Name(name), nats.MaxReconnects(-1))
+// ConnectInProcess connects to an embedded server without a socket, as
+// user when the server has accounts (nil: none).
+func ConnectInProcess(s *server.Server, name string, user *User) (*nats.Conn, error) {
+	opts := []nats.Option{nats.InProcessServer(s), nats.Name(name), nats.MaxReconnects(-1)}
+	if user != nil {
+		opts = append(opts, nats.UserInfo(user.Name, user.Password))
+	}
+	nc, err := nats.Connect("", opts...)
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: connect to embedded server: %w", err)
 	}

@@ -101,6 +101,22 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
 	return &Store{name: cfg.Stream, fetchBatch: cfg.FetchBatch, nc: nc, js: js, stream: stream}, nil
 }
 
+// Attach opens the store on a stream that exists, as it is: nothing is
+// created or changed, so a client that may only read (a Subscriber
+// account, the tools) can use it. A missing stream wraps
+// jetstream.ErrStreamNotFound.
+func Attach(ctx context.Context, nc *nats.Conn, name string) (*Store, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	stream, err := js.Stream(ctx, name)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: stream %s: %w", name, err)
+	}
+	return &Store{name: name, fetchBatch: 4096, nc: nc, js: js, stream: stream}, nil
+}
+
 // StreamName returns the name of the stream the store writes to.
 func (s *Store) StreamName() string { return s.name }
 

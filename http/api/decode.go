@@ -9,6 +9,9 @@ import (
 	"net/http"
 	"reflect"
 	"strings"
+	"time"
+	"unicode/utf16"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 )
@@ -18,12 +21,18 @@ import (
 // every value of its field's type (400 otherwise). An empty body decodes
 // as {} when emptyOK.
 func decodeBody(r *http.Request, v any, maxBytes int64, emptyOK bool) error {
+	if r.ContentLength > maxBytes {
+		return tooLarge("Request body too large: the limit is %d bytes", maxBytes)
+	}
 	b, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, maxBytes))
 	if err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			return newHTTPError(http.StatusRequestEntityTooLarge, "Request body too large: the limit is %d bytes", maxBytes)
+			return tooLarge("Request body too large: the limit is %d bytes", maxBytes)
 		}
 		return newHTTPError(http.StatusBadRequest, "Could not read the request body: %v", err)
+	}
+	if err := checkText(b); err != nil {
+		return newHTTPError(http.StatusBadRequest, "Invalid JSON: %v", err)
 	}
 	b = bytes.TrimSpace(b)
 	if len(b) == 0 {
@@ -39,6 +48,108 @@ func decodeBody(r *http.Request, v any, maxBytes int64, emptyOK bool) error {
 		return newHTTPError(http.StatusBadRequest, "Invalid JSON: %s", describeJSONError(err))
 	}
 	return nil
+}
+
+// tooLarge is the 413 of a body over its limit. The body's rest is
+// drained before the answer (drainBody), so that a client that writes its
+// whole body before reading reads the answer.
+func tooLarge(format string, args ...any) error {
+	e := newHTTPError(http.StatusRequestEntityTooLarge, format, args...)
+	e.drain = true
+	return e
+}
+
+// How much of a refused body drainBody reads, and for how long, before it
+// gives up and lets the connection close under the client.
+const (
+	drainLimit   = 64 << 20
+	drainTimeout = 30 * time.Second
+)
+
+// drainBody reads and discards what is left of a refused body. Answering
+// and closing with the client's bytes unread would make the kernel reset
+// the connection, and a client that writes everything before it reads
+// (Python's http.client, most scripts) would see a broken pipe instead of
+// the 413. A client that waits for 100 Continue has sent nothing: it is
+// answered at once.
+func drainBody(w http.ResponseWriter, r *http.Request) {
+	if strings.EqualFold(r.Header.Get("Expect"), "100-continue") {
+		return
+	}
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Now().Add(drainTimeout))
+	_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, drainLimit))
+	_ = rc.SetReadDeadline(time.Time{})
+}
+
+// checkText refuses a body that is not valid UTF-8, raw or escaped (a
+// \u escape of half a surrogate pair): encoding/json would take either
+// and store U+FFFD in its place, so the client's text would not be what
+// labd records.
+func checkText(b []byte) error {
+	if !utf8.Valid(b) {
+		i := 0
+		for i < len(b) {
+			r, n := utf8.DecodeRune(b[i:])
+			if r == utf8.RuneError && n <= 1 {
+				break
+			}
+			i += n
+		}
+		return fmt.Errorf("the body is not valid UTF-8 (byte %d)", i)
+	}
+	inString := false
+	for i := 0; i < len(b); i++ {
+		switch c := b[i]; {
+		case c == '"':
+			inString = !inString
+		case c == '\\' && inString && i+1 < len(b):
+			if b[i+1] != 'u' {
+				i++
+				continue
+			}
+			r, ok := hex4(b, i+2)
+			if !ok {
+				i++
+				continue // a syntax error: the decoder words it
+			}
+			switch {
+			case utf16.IsSurrogate(r) && r < 0xDC00:
+				if low, ok := hex4(b, i+8); ok && i+7 < len(b) && b[i+6] == '\\' && b[i+7] == 'u' && low >= 0xDC00 && low <= 0xDFFF {
+					i += 11
+					continue
+				}
+				return fmt.Errorf("\\u%04X at byte %d is half a surrogate pair, not a character", r, i)
+			case utf16.IsSurrogate(r):
+				return fmt.Errorf("\\u%04X at byte %d is half a surrogate pair, not a character", r, i)
+			}
+			i += 5
+		}
+	}
+	return nil
+}
+
+// hex4 reads the four hex digits of a \u escape at b[i:].
+func hex4(b []byte, i int) (rune, bool) {
+	if i+4 > len(b) {
+		return 0, false
+	}
+	var r rune
+	for _, c := range b[i : i+4] {
+		var d byte
+		switch {
+		case c >= '0' && c <= '9':
+			d = c - '0'
+		case c >= 'a' && c <= 'f':
+			d = c - 'a' + 10
+		case c >= 'A' && c <= 'F':
+			d = c - 'A' + 10
+		default:
+			return 0, false
+		}
+		r = r<<4 | rune(d)
+	}
+	return r, true
 }
 
 func decodeStrict(b []byte, v any) error {

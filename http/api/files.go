@@ -1,6 +1,7 @@
 package api
 
 import (
+	"errors"
 	"io"
 	"net/http"
 	"strings"
@@ -53,10 +54,10 @@ func (s *Server) fileRoutes() {
 			if err != nil {
 				return err
 			}
-			body := http.MaxBytesReader(w, r.Body, s.cfg.MaxUploadBytes)
+			body := http.MaxBytesReader(nil, r.Body, s.cfg.MaxUploadBytes)
 			if err := s.cfg.Client.WriteFile(r.Context(), id, filePathParam(ps), body); err != nil {
-				if _, ok := err.(*http.MaxBytesError); ok {
-					return newHTTPError(http.StatusRequestEntityTooLarge, "File too large: the limit is %d bytes", s.cfg.MaxUploadBytes)
+				if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+					return tooLarge("File too large: the limit is %d bytes", s.cfg.MaxUploadBytes)
 				}
 				return err
 			}

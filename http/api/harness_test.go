@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"labd/actors"
+	"labd/actors/actorstest"
 	"labd/actors/qemu"
 	"labd/events/jetstream"
 	"labd/events/jetstream/jstest"
@@ -70,6 +71,10 @@ type daemonOptions struct {
 	// keepNodes leaves node processes running when the daemon stops, for
 	// a daemon started next on the same dataDir to adopt.
 	keepNodes bool
+	// qemuOptions is the QEMU options policy; zero: labd's allowlist.
+	qemuOptions qemu.OptionPolicy
+	// authUser and authPassword require HTTP Basic when authUser is set.
+	authUser, authPassword string
 	// store runs the daemon on this store (a NATS cluster's) instead of
 	// an embedded JetStream in dataDir.
 	store *jetstream.Store
@@ -124,7 +129,7 @@ func startDaemon(t testing.TB, o daemonOptions) *daemon {
 	client, err := actors.Start(actors.Config{
 		ComputeID: o.computeID, Store: store, ProjectsDir: projects, UDPPorts: pool, ConsolePorts: consoles, VPCSPath: o.vpcsPath, Logger: log,
 		Images: qemu.Images{Root: filepath.Join(dataDir, "images")}, QEMUShutdownTimeout: o.qemuShutdownTimeout,
-		KeepNodes: o.keepNodes,
+		QEMUOptions: o.qemuOptions, NodeUser: actorstest.NodeUser(t, dataDir), KeepNodes: o.keepNodes,
 	}, state)
 	if err != nil {
 		t.Fatal(err)
@@ -141,6 +146,8 @@ func startDaemon(t testing.TB, o daemonOptions) *daemon {
 		WSPingInterval:     o.pingWS,
 		StreamWriteTimeout: o.streamWriteTimeout,
 		Images:             qemu.Images{Root: filepath.Join(dataDir, "images")},
+		AuthUser:           o.authUser,
+		AuthPassword:       o.authPassword,
 	})
 	hubCtx, stopHub := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -198,14 +205,21 @@ func doRequest(t testing.TB, method, url, body string) *response {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return send(t, req)
+}
+
+// send sends a request made by the caller (headers, credentials) and
+// reads the reply in full.
+func send(t testing.TB, req *http.Request) *response {
+	t.Helper()
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		t.Fatalf("%s %s: %v", method, url, err)
+		t.Fatalf("%s %s: %v", req.Method, req.URL, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		t.Fatalf("%s %s: reading the body: %v", method, url, err)
+		t.Fatalf("%s %s: reading the body: %v", req.Method, req.URL, err)
 	}
 	return &response{Status: resp.StatusCode, Header: resp.Header, Body: b}
 }

@@ -139,7 +139,7 @@ func (s *Server) qemuImgCreate(w http.ResponseWriter, r *http.Request, _ httprou
 		Static: b.Static.Value, ZeroedGrain: b.ZeroedGrain.Value, AdapterType: b.AdapterType.Value,
 		ClusterSize: b.ClusterSize.Value, RefcountBits: b.RefcountBits.Value,
 	}
-	if err := qemu.CreateImage(r.Context(), bin, path, opts); err != nil {
+	if err := qemu.CreateImage(r.Context(), qemu.Img{Path: bin}, path, opts); err != nil {
 		return imageError(err)
 	}
 	w.WriteHeader(http.StatusCreated)
@@ -168,7 +168,7 @@ func (s *Server) qemuImgResize(w http.ResponseWriter, r *http.Request, _ httprou
 		return imageError(err)
 	}
 	if b.Extend.Set {
-		if err := qemu.ResizeImage(r.Context(), bin, path, b.Extend.Value); err != nil {
+		if err := qemu.ResizeImage(r.Context(), qemu.Img{Path: bin}, path, b.Extend.Value); err != nil {
 			return imageError(err)
 		}
 	}
@@ -214,10 +214,10 @@ func (s *Server) qemuImageUpload(param string) handler {
 		if name == "" {
 			return newHTTPError(http.StatusBadRequest, "an image file name is required")
 		}
-		body := http.MaxBytesReader(w, r.Body, s.cfg.MaxUploadBytes)
+		body := http.MaxBytesReader(nil, r.Body, s.cfg.MaxUploadBytes)
 		if _, err := s.cfg.Images.Upload(name, body); err != nil {
 			if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-				return newHTTPError(http.StatusRequestEntityTooLarge, "File too large: the limit is %d bytes", s.cfg.MaxUploadBytes)
+				return tooLarge("File too large: the limit is %d bytes", s.cfg.MaxUploadBytes)
 			}
 			return imageError(err)
 		}

@@ -5,8 +5,8 @@
 // streams in GNS3's shapes; errors are mapped to statuses in one place
 // (writeError).
 //
-// It imports actors, http/notify, events (notification payloads), replay
-// (snapshots), nio (port ranges) and host.
+// It imports actors, http/notify, http/access (its guards), events
+// (notification payloads), replay (snapshots), nio (port ranges) and host.
 package api
 
 import (
@@ -26,6 +26,7 @@ import (
 	"labd/actors"
 	"labd/actors/qemu"
 	"labd/host"
+	"labd/http/access"
 	"labd/http/notify"
 	"labd/nio"
 )
@@ -69,14 +70,29 @@ type Config struct {
 	// QEMU finds the QEMU binaries the /qemu/binaries routes list, and
 	// is the only source of the qemu-img /qemu/img runs.
 	QEMU qemu.Finder
+	// AuthUser and AuthPassword, when AuthUser is set, require HTTP Basic
+	// on every route, as GNS3's auth = True does (consoles and
+	// notification streams included, which GNS3 exempts).
+	AuthUser, AuthPassword string
+	// AllowOrigins are web origins besides the API's own whose pages may
+	// call it; AllowHosts are host names besides IP literals and
+	// localhost that requests may be addressed to (http/access).
+	AllowOrigins, AllowHosts []string
 }
+
+// authRealm is GNS3's realm: a controller shows it when asking for the
+// compute's credentials.
+const authRealm = "GNS3 server"
 
 // Server is the API's http.Handler.
 type Server struct {
 	cfg    Config
 	router *httprouter.Router
-	log    *slog.Logger
-	cpu    host.CPU
+	// handler is the router behind the guards: the browser checks, then
+	// authentication.
+	handler http.Handler
+	log     *slog.Logger
+	cpu     host.CPU
 	// done is closed when the server stops, to end notification streams,
 	// which would otherwise hold a graceful shutdown open.
 	done chan struct{}
@@ -118,13 +134,18 @@ func New(cfg Config) *Server {
 		s.writeError(w, r, errors.New("handler panicked"))
 	}
 	s.routes()
+	s.handler = s.router
+	if cfg.AuthUser != "" {
+		s.handler = access.Basic{Realm: authRealm, User: cfg.AuthUser, Password: cfg.AuthPassword, Refuse: s.Refuse}.Wrap(s.handler)
+	}
+	s.handler = access.Browser{AllowOrigins: cfg.AllowOrigins, AllowHosts: cfg.AllowHosts, Refuse: s.Refuse}.Wrap(s.handler)
 	return s
 }
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Server", "labd GNS3/"+s.cfg.Version)
-	s.router.ServeHTTP(w, r)
+	s.handler.ServeHTTP(w, r)
 }
 
 // Close ends the open notification streams; call it when the HTTP server
@@ -163,6 +184,9 @@ func (s *Server) route(method, template string, h handler) {
 				// The reply had started (a stream): it can only be cut.
 				s.log.Debug("request ended with an error after its reply began", "method", r.Method, "path", r.URL.Path, "err", err)
 			} else {
+				if he, ok := errors.AsType[*httpError](err); ok && he.drain {
+					drainBody(rw, r)
+				}
 				s.writeError(rw, r, err)
 			}
 		}
@@ -266,6 +290,8 @@ type httpError struct {
 	status int
 	msg    string
 	header http.Header
+	// drain: read the request body's rest before answering (tooLarge).
+	drain bool
 }
 
 func newHTTPError(status int, format string, args ...any) *httpError {
@@ -283,6 +309,12 @@ type errorBody struct {
 	// retries.
 	Image     string `json:"image,omitempty"`
 	Exception string `json:"exception,omitempty"`
+}
+
+// Refuse answers a request the listener's guards refused (http/access),
+// in GNS3's error shape.
+func (s *Server) Refuse(w http.ResponseWriter, r *http.Request, status int, msg string) {
+	s.writeError(w, r, newHTTPError(status, "%s", msg))
 }
 
 // writeError is the one place errors become statuses.

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"labd/actors/actorstest"
 	"labd/events"
 	"labd/nio"
 )
@@ -431,7 +432,7 @@ func slowVPCS(t testing.TB) string {
 	if err != nil || fi.Mode().Perm()&0o111 == 0 {
 		t.Fatalf("fixture %s must exist and be executable: %v %v", path, fi, err)
 	}
-	return path
+	return actorstest.Executable(t, path)
 }
 
 // sigtermPending reports whether one of pids has a SIGTERM pending (the

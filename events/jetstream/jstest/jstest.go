@@ -53,7 +53,7 @@ func Start(t testing.TB, opts Options) *Env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nc, err := jetstream.ConnectInProcess(s, "test")
+	nc, err := jetstream.ConnectInProcess(s, "test", nil)
 	if err != nil {
 		s.Shutdown()
 		t.Fatal(err)
