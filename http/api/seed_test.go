@@ -193,8 +193,9 @@ func TestV2ComputeSession(t *testing.T) {
 	v := d.do("GET", "/v2/compute/version", "").expect(t, 200, "/v2/compute/version").object(t)
 	keys(t, v, "local", "version")
 	caps := d.do("GET", "/v2/compute/capabilities", "").expect(t, 200, "/v2/compute/capabilities").object(t)
-	keys(t, caps, "cpus", "disk_size", "memory", "node_types", "platform", "version")
-	if caps["version"] != testVersion || caps["platform"] != "linux" || caps["cpus"].(float64) < 1 || caps["memory"].(float64) <= 0 {
+	// Exactly GNS3's members: its controller refuses a compute with more.
+	keys(t, caps, "node_types", "platform", "version")
+	if caps["version"] != testVersion || caps["platform"] != "linux" {
 		t.Fatalf("capabilities %v", caps)
 	}
 

@@ -15,10 +15,10 @@ type versionJSON struct {
 	Version string `json:"version"`
 }
 
+// capabilitiesJSON is exactly GNS3 2.2's CAPABILITIES_SCHEMA: a GNS3
+// 2.2.59 controller validates the reply with additionalProperties false
+// and refuses the compute (400 to POST /v2/computes) for any other member.
 type capabilitiesJSON struct {
-	CPUs      int      `json:"cpus"`
-	DiskSize  uint64   `json:"disk_size"`
-	Memory    uint64   `json:"memory"`
 	NodeTypes []string `json:"node_types"`
 	Platform  string   `json:"platform"`
 	Version   string   `json:"version"`
@@ -54,14 +54,7 @@ func (s *Server) versionRoutes() {
 		return nil
 	})
 	s.route("GET", "/v2/compute/capabilities", func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) error {
-		mem, disk, err := s.hostUsage()
-		if err != nil {
-			return err
-		}
 		writeJSON(w, http.StatusOK, capabilitiesJSON{
-			CPUs:      runtime.NumCPU(),
-			DiskSize:  disk.Total,
-			Memory:    mem.Total,
 			NodeTypes: nodeTypes,
 			Platform:  runtime.GOOS,
 			Version:   s.cfg.Version,
