@@ -270,8 +270,8 @@ func FuzzParseOptions(f *testing.F) {
 			if _, ok := allowedOptions[o.Name]; !ok {
 				t.Fatalf("%q: option %s off the allowlist accepted", s, o.Word)
 			}
-			if o.Name == "device" || o.Name == "fw_cfg" || o.Name == "smbios" {
-				subs, err := subOptions(o.Arg, "")
+			if implied, ok := map[string]string{"device": "driver", "fw_cfg": "name", "smbios": ""}[o.Name]; ok {
+				subs, err := subOptions(o.Arg, implied)
 				if err != nil {
 					t.Fatalf("%q: accepted %s does not split: %v", s, o.Word, err)
 				}
