@@ -70,7 +70,7 @@ func (a *nodeActor) qemuSettle(base qemu.Config, p qemu.Patch, consoleType strin
 	c := p.Apply(base)
 	c.ConsoleType = consoleType
 	if err := errors.Join(c.Validate(), a.cfg.QEMUOptions.Check(c.Options)); err != nil {
-		return nil, Invalid("%s", strings.ReplaceAll(err.Error(), qemu.ErrInvalid.Error()+": ", ""))
+		return nil, Invalid("%s", qemuMessage(err))
 	}
 	bin, err := a.cfg.QEMU.System(c.QemuPath, c.Platform)
 	if err != nil {
@@ -103,6 +103,12 @@ func (a *nodeActor) qemuSettle(base qemu.Config, p qemu.Patch, consoleType strin
 		c.MD5Sums = nil
 	}
 	return json.Marshal(c)
+}
+
+// qemuMessage words a qemu.ErrInvalid error for the client: its reasons
+// without the sentinel's prefix, once per joined error.
+func qemuMessage(err error) string {
+	return strings.ReplaceAll(err.Error(), qemu.ErrInvalid.Error()+": ", "")
 }
 
 // resolveImage finds an image a property names, in the image store or the
@@ -213,7 +219,7 @@ func (a *nodeActor) qemuCommand(rt *runtime) (launchSpec, error) {
 	// policy of their day, and the variables are substituted now.
 	args, err := qemu.Args(c, run)
 	if err != nil {
-		return launchSpec{}, Conflict("%s", strings.ReplaceAll(err.Error(), qemu.ErrInvalid.Error()+": ", ""))
+		return launchSpec{}, Conflict("%s", qemuMessage(err))
 	}
 	rt.qemu = &qemuRun{qmpPath: run.QMP, props: a.state.Properties}
 	return launchSpec{bin: bin, args: args, log: qemuLog}, nil

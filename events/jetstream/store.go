@@ -72,7 +72,7 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
 		cfg.Replicas = 1
 	}
 	if cfg.FetchBatch == 0 {
-		cfg.FetchBatch = 4096
+		cfg.FetchBatch = defaultFetchBatch
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -101,6 +101,10 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
 	return &Store{name: cfg.Stream, fetchBatch: cfg.FetchBatch, nc: nc, js: js, stream: stream}, nil
 }
 
+// defaultFetchBatch is how many messages a Load pulls at a time unless
+// Config says otherwise.
+const defaultFetchBatch = 4096
+
 // Attach opens the store on a stream that exists, as it is: nothing is
 // created or changed, so a client that may only read (a Subscriber
 // account, the tools) can use it. A missing stream wraps
@@ -114,7 +118,7 @@ func Attach(ctx context.Context, nc *nats.Conn, name string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: stream %s: %w", name, err)
 	}
-	return &Store{name: name, fetchBatch: 4096, nc: nc, js: js, stream: stream}, nil
+	return &Store{name: name, fetchBatch: defaultFetchBatch, nc: nc, js: js, stream: stream}, nil
 }
 
 // StreamName returns the name of the stream the store writes to.
