@@ -57,6 +57,7 @@ const (
 	envCPUProfile = "LABD_NIO_CPUPROFILE"
 	envLinks      = "LABD_NIO_LINKS"
 	envPair       = "LABD_NIO_PAIR"
+	envFabric     = "LABD_NIO_FABRIC"
 )
 
 // runChild plays a benchmark child role and returns the exit code.
@@ -81,7 +82,8 @@ func runChild(role string) int {
 // the tunnel and link ports are chosen by the kernel and printed on the
 // "ready" line. It relays until stdin closes. With LABD_NIO_PAIR set, it
 // runs two linked bridges instead (node - A == B - remote), spliced by a
-// Plane when the value is "plane".
+// Plane when the value is "plane"; with LABD_NIO_FABRIC, a switch or a
+// hub (see childFabric).
 func childRelay() error {
 	node, err := netip.ParseAddrPort(os.Getenv(envNode))
 	if err != nil {
@@ -107,6 +109,9 @@ func childRelay() error {
 			return err
 		}
 		defer pprof.StopCPUProfile()
+	}
+	if kind := os.Getenv(envFabric); kind != "" {
+		return childFabric(kind, node, remote)
 	}
 	var b *Bridge
 	if pair := os.Getenv(envPair); pair != "" {
@@ -487,6 +492,8 @@ func relayPath(tb testing.TB, p path, node, remote netip.AddrPort, profile strin
 		env = append(env, envPair+"=sockets")
 	case viaPlane:
 		env = append(env, envPair+"=plane")
+	case viaSwitch, viaHub, viaNodesSwitch, viaNodesSwitchPlane:
+		env = append(env, envFabric+"="+string(p))
 	}
 	if dir := os.Getenv("NIO_BENCH_PROFILE"); dir != "" && profile != "" {
 		env = append(env, envCPUProfile+"="+filepath.Join(dir, profile+".prof"))
@@ -538,11 +545,12 @@ func measureThroughput(tb testing.TB, size int, p path) throughput {
 	defer func() { sink.Close(); <-k.done }()
 
 	// Make sure the path works before the clock starts.
-	buf := make([]byte, size)
+	buf := benchFrame(p, size)
 	for k.n.Load() == 0 {
 		src.Write(buf)
 		time.Sleep(time.Millisecond)
 	}
+	teachSink(tb, p, relay, sink)
 	k.settle()
 	k.n.Store(0)
 
@@ -760,7 +768,7 @@ func printThroughput(rows []throughput) {
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "\nrelay throughput, one write(2) per datagram flat out, %v per cell, GOMAXPROCS=%d (relay child: %s)\n",
 		rows[0].dur.Round(100*time.Millisecond), runtime.GOMAXPROCS(0), cmp.Or(os.Getenv("NIO_BENCH_RELAY_PROCS"), "default"))
-	fmt.Fprintf(&sb, "%-6s %-15s %12s %12s %7s %6s %13s %9s\n", "size", "path", "offered pps", "delivered", "loss %", "ratio", "relay µs/pkt", "foreign%")
+	fmt.Fprintf(&sb, "%-6s %-22s %12s %12s %7s %6s %13s %9s\n", "size", "path", "offered pps", "delivered", "loss %", "ratio", "relay µs/pkt", "foreign%")
 	direct := map[int]float64{}
 	for _, r := range rows {
 		if r.path == "direct" {
@@ -773,7 +781,7 @@ func printThroughput(rows []throughput) {
 		if r.path != "direct" {
 			us = fmt.Sprintf("%.2f", r.relayUs())
 		}
-		fmt.Fprintf(&sb, "%-6d %-15s %12.0f %12.0f %7.1f %6s %13s %9.0f\n", r.size, r.path, r.offered(), r.delivered(),
+		fmt.Fprintf(&sb, "%-6d %-22s %12.0f %12.0f %7.1f %6s %13s %9.0f\n", r.size, r.path, r.offered(), r.delivered(),
 			r.loss(), ratio, us, 100*r.foreignCPU.Seconds()/r.dur.Seconds())
 	}
 	fmt.Print(sb.String())

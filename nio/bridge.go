@@ -16,10 +16,17 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// A Bridge relays the UDP tunnel of one node port to that port's link, as
-// ubridge does for GNS3 2.2:
+// A Bridge relays one port's node side to that port's link, as ubridge
+// does for GNS3 2.2:
 //
 //	node socket <-> tunnel socket | bridge | link socket (local) <-> link peer (remote)
+//
+// The node side is what OpenBridge, OpenTAP, OpenEthernet or a fabric's
+// OpenPort made it: the UDP tunnel to a node's process, a TAP device, a
+// host interface, or a port of an in-process Switch or Hub (see nodeSide).
+// The link side is always a UDP socket, and everything a link does
+// (filters, capture, suspension, counters, Attach and Detach) works the
+// same whatever the node side is.
 //
 // One datagram is one Ethernet frame of up to 65535 bytes. Each direction
 // has one owner goroutine, parked in the netpoller while idle, that drains
@@ -30,13 +37,12 @@ import (
 // goroutine instead of stalling the reader. Filters, capture, suspension
 // and the link itself can be changed while frames flow.
 type Bridge struct {
-	name   string
-	log    *slog.Logger
-	epoch  time.Time // origin of the delay queues' clock
-	tunnel *net.UDPConn
-	tsock  sock // the tunnel, as an output
+	name  string
+	log   *slog.Logger
+	epoch time.Time // origin of the delay queues' clock
+	node  nodeSide  // where link->node frames go
 
-	toLink direction // node -> link, read from the tunnel
+	toLink direction // node -> link, read from the node side (or fed by a fabric)
 	toNode direction // link -> node, read from the link socket
 
 	link      atomic.Pointer[link]   // the link toLink sends on; nil when detached
@@ -45,7 +51,7 @@ type Bridge struct {
 	closing   atomic.Bool
 	capture   atomic.Pointer[captureRef]
 
-	readers   sync.WaitGroup // the tunnel reader
+	readers   sync.WaitGroup // the node reader, if the node side has one
 	schedules sync.WaitGroup // the delay schedulers
 	closeOnce sync.Once
 	closeErr  error
@@ -97,6 +103,7 @@ type DirectionStats struct {
 	DroppedNoLink    uint64 // no link was attached
 	DroppedQueueFull uint64 // the delay queue was full
 	DroppedSendError uint64 // the output socket was full, gone or failed
+	DroppedInvalid   uint64 // the node side refused it (a switch: not a valid Ethernet frame)
 
 	// PeerErrors counts ICMP-reported errors (the peer's port is not open
 	// yet, no route) seen on this direction's sockets. They are not logged.
@@ -110,10 +117,19 @@ type DirectionStats struct {
 // captureRef lets an interface value live in an atomic.Pointer.
 type captureRef struct{ sink CaptureSink }
 
-// sock is a socket frames are sent on.
+// sock is a socket (or device) frames are sent on.
 type sock struct {
 	raw   syscall.RawConn
-	noGSO atomic.Bool // a segmented send failed on this socket: send one by one
+	noGSO atomic.Bool // a segmented send failed on this socket, or it cannot segment: send one by one
+	write mmsgFunc    // how to send messages; nil is sendmmsg
+}
+
+// sendmsgs sends msgs on fd the way this socket is written.
+func (o *sock) sendmsgs(fd uintptr, msgs []unix.Mmsghdr) (int, unix.Errno) {
+	if o.write != nil {
+		return o.write(fd, msgs)
+	}
+	return sendmmsg(fd, msgs)
 }
 
 // link is one attached link side: its socket and the goroutine that reads it.
@@ -140,30 +156,45 @@ func OpenBridge(cfg BridgeConfig) (*Bridge, error) {
 		conn.Close()
 		return nil, fmt.Errorf("bridge %s: tunnel: %w", cfg.Name, err)
 	}
-	log := cfg.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	b := &Bridge{
-		name:   cfg.Name,
-		log:    log.With("bridge", cfg.Name),
-		epoch:  time.Now(),
-		tunnel: conn,
-		plane:  cfg.Plane,
-	}
-	b.tsock.raw = raw
-	b.toLink.init(b, "node->link", false)
-	b.toNode.init(b, "link->node", true)
-	rd := newReader(&b.toLink, &b.closing)
-	b.readers.Go(func() { rd.run(raw) })
+	n := &fdNode{file: conn, tunnel: conn}
+	n.raw = raw
+	b := newBridge(cfg.Name, cfg.Logger, cfg.Plane, n)
+	b.startNodeReader(raw, recvmmsg)
 	return b, nil
 }
 
 var errInvalidAddr = errors.New("invalid address")
 
-// tunnelAddr is the address the tunnel socket is bound to.
+// newBridge returns a bridge with node as its node side and no link. A
+// node side that has frames to read is then started with startNodeReader.
+func newBridge(name string, log *slog.Logger, plane *Plane, node nodeSide) *Bridge {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	b := &Bridge{
+		name:  name,
+		log:   log.With("bridge", name),
+		epoch: time.Now(),
+		node:  node,
+		plane: plane,
+	}
+	b.toLink.init(b, "node->link", false)
+	b.toNode.init(b, "link->node", true)
+	return b
+}
+
+// startNodeReader starts the owner goroutine of the node->link direction,
+// which drains rc with recv until the bridge closes.
+func (b *Bridge) startNodeReader(rc syscall.RawConn, recv mmsgFunc) {
+	rd := newReader(&b.toLink, &b.closing)
+	rd.recv = recv
+	b.readers.Go(func() { rd.run(rc) })
+}
+
+// tunnelAddr is the address the tunnel socket of a bridge made by
+// OpenBridge is bound to.
 func (b *Bridge) tunnelAddr() netip.AddrPort {
-	return b.tunnel.LocalAddr().(*net.UDPAddr).AddrPort()
+	return b.node.(*fdNode).tunnel.LocalAddr().(*net.UDPAddr).AddrPort()
 }
 
 // linkAddr is the address the current link socket is bound to, if any.
@@ -209,6 +240,7 @@ func (b *Bridge) Attach(local, remote netip.AddrPort) error {
 	}
 	b.cur = l
 	b.plane.join(b, conn.LocalAddr().(*net.UDPAddr).AddrPort(), remote)
+	b.node.linkChanged()
 	l.rd = newReader(&b.toNode, nil)
 	go func() {
 		defer close(l.done)
@@ -227,6 +259,7 @@ func (b *Bridge) Detach() {
 	if b.cur != nil {
 		b.cur.shutdown()
 		b.cur = nil
+		b.node.linkChanged()
 	}
 }
 
@@ -283,7 +316,7 @@ func (b *Bridge) Close() error {
 
 		b.link.Store(nil)
 		b.closing.Store(true)
-		err := b.tunnel.Close()
+		err := b.node.close()
 		if l != nil {
 			l.shutdown()
 		}
@@ -336,14 +369,14 @@ func dialUDP(local, remote netip.AddrPort) (*net.UDPConn, error) {
 type counters struct {
 	packets, bytes                                 atomic.Uint64
 	filter, suspend, noLink, queueFull, sendErrors atomic.Uint64
-	peerErrors, spliced                            atomic.Uint64
+	invalid, peerErrors, spliced                   atomic.Uint64
 }
 
 // tally accumulates one batch's counts before they are published.
 type tally struct {
 	packets, bytes                                 uint64
 	filter, suspend, noLink, queueFull, sendErrors uint64
-	peerErrors, spliced                            uint64
+	invalid, peerErrors, spliced                   uint64
 }
 
 func (c *counters) add(t *tally) {
@@ -354,6 +387,7 @@ func (c *counters) add(t *tally) {
 	addNonZero(&c.noLink, t.noLink)
 	addNonZero(&c.queueFull, t.queueFull)
 	addNonZero(&c.sendErrors, t.sendErrors)
+	addNonZero(&c.invalid, t.invalid)
 	addNonZero(&c.peerErrors, t.peerErrors)
 	addNonZero(&c.spliced, t.spliced)
 	*t = tally{}
@@ -374,10 +408,11 @@ func (c *counters) snapshot() DirectionStats {
 		DroppedNoLink:    c.noLink.Load(),
 		DroppedQueueFull: c.queueFull.Load(),
 		DroppedSendError: c.sendErrors.Load(),
+		DroppedInvalid:   c.invalid.Load(),
 		PeerErrors:       c.peerErrors.Load(),
 		Spliced:          c.spliced.Load(),
 	}
-	s.Dropped = s.DroppedFilter + s.DroppedSuspend + s.DroppedNoLink + s.DroppedQueueFull + s.DroppedSendError
+	s.Dropped = s.DroppedFilter + s.DroppedSuspend + s.DroppedNoLink + s.DroppedQueueFull + s.DroppedSendError + s.DroppedInvalid
 	return s
 }
 
@@ -391,13 +426,15 @@ const (
 
 // direction is one way through a bridge. Frames enter it from the reader
 // of its input socket (one at a time: a replaced link's reader is gone
-// before the next starts) and, with a Plane, from the spliced peer; they
-// leave through its output socket or, when delayed, from its delay
-// queue's scheduler goroutine.
+// before the next starts), with a Plane from the spliced peer, and on a
+// fabric port's node->link direction from the fabric, on the goroutines
+// of the ports the frames came in on; they leave through its output
+// (socket or node side) or, when delayed, from its delay queue's
+// scheduler goroutine.
 type direction struct {
 	b      *Bridge
 	name   string
-	toNode bool // output is the tunnel; otherwise the current link
+	toNode bool // output is the node side; otherwise the current link
 	chain  atomic.Pointer[Chain]
 	ctr    counters
 	warned atomic.Uint32
@@ -407,7 +444,9 @@ type direction struct {
 	// mu serialises the processing of this direction's frames, because
 	// its Chain has one user at a time. Only the reader of its input
 	// socket takes it, except with a Plane, where the spliced peer's
-	// goroutines deliver into this direction too.
+	// goroutines deliver into this direction too, and on a fabric port,
+	// where every other port's goroutines do (so ports sending to one
+	// port take turns at that port only).
 	mu  sync.Mutex
 	t   tally  // guarded by mu
 	snd sender // guarded by mu
@@ -430,20 +469,22 @@ func (d *direction) warn(kind uint32, msg string, err error) {
 type reader struct {
 	d    *direction
 	stop atomic.Bool
-	ext  *atomic.Bool // the bridge's closing flag, for the tunnel reader
+	ext  *atomic.Bool // the bridge's closing flag, for the node reader
+	recv mmsgFunc     // recvmmsg, or readDevice for a TAP
 	fn   func(fd uintptr) bool
 }
 
 func newReader(d *direction, ext *atomic.Bool) *reader {
-	r := &reader{d: d, ext: ext}
+	r := &reader{d: d, ext: ext, recv: recvmmsg}
 	r.fn = r.readable // bound once: a method value per call would allocate
 	return r
 }
 
 // run parks in the netpoller until the socket is readable, drains it, and
-// returns when the socket is closed or the reader is stopped.
+// returns when the socket is closed or the reader is stopped. (A closed
+// *os.File reports an error of its own, not net.ErrClosed.)
 func (r *reader) run(rc syscall.RawConn) {
-	if err := rc.Read(r.fn); err != nil && !errors.Is(err, net.ErrClosed) {
+	if err := rc.Read(r.fn); err != nil && !errors.Is(err, net.ErrClosed) && !r.stopped() {
 		r.d.warn(warnReader, "reader stopped", err)
 	}
 }
@@ -466,7 +507,7 @@ func (r *reader) readable(fd uintptr) bool {
 		if r.stopped() {
 			return true
 		}
-		n, errno := recvmmsg(fd, d.bt.recv)
+		n, errno := r.recv(fd, d.bt.recv)
 		switch {
 		case errno == 0:
 		case errno == unix.EAGAIN:
@@ -500,32 +541,34 @@ func (d *direction) forward(n int) {
 	d.process(bt, n)
 }
 
-// route returns where this direction's frames go: the output socket (nil
-// when no link is attached) and, when the link is spliced by a Plane, the
-// peer bridge's inbound direction, which then replaces the socket.
-func (d *direction) route() (*sock, *direction) {
+// route returns where this direction's frames go. Link->node frames go
+// to the bridge's node side. Node->link frames go to the link's socket
+// (nil when no link is attached) or, when the link is spliced by a Plane,
+// to the peer bridge's inbound direction, which then replaces the socket.
+func (d *direction) route() (out *sock, peer *direction, node nodeSide) {
 	if d.toNode {
-		return &d.b.tsock, nil
+		return nil, nil, d.b.node
 	}
 	l := d.b.link.Load()
 	if l == nil {
-		return nil, nil
+		return nil, nil, nil
 	}
 	if p := d.b.splice.Load(); p != nil {
-		return &l.sock, &p.toNode
+		return &l.sock, &p.toNode, nil
 	}
-	return &l.sock, nil
+	return &l.sock, nil, nil
 }
 
 // process runs frames bt.siov[:n] through suspend, filters and capture,
-// and sends what passes with sendmmsg, or hands it to the spliced peer.
+// and sends what passes with sendmmsg, delivers it to the node side, or
+// hands it to the spliced peer.
 func (d *direction) process(bt *batch, n int) {
 	d.mu.Lock()
 	t := &d.t
-	out, peer := d.route()
+	out, peer, node := d.route()
 	k := 0
 	switch {
-	case out == nil:
+	case out == nil && node == nil:
 		t.noLink += uint64(n)
 	case d.b.suspended.Load():
 		t.suspend += uint64(n)
@@ -533,9 +576,12 @@ func (d *direction) process(bt *batch, n int) {
 		k = d.filter(bt, n)
 	}
 	if k > 0 {
-		if peer != nil {
+		switch {
+		case peer != nil:
 			t.handOver(bt, k)
-		} else {
+		case node != nil:
+			node.deliver(&d.snd, bt, k)
+		default:
 			d.snd.send(out, bt, k)
 		}
 	}
@@ -556,9 +602,13 @@ func (d *direction) filter(bt *batch, n int) (k int) {
 	if c := d.b.capture.Load(); c != nil {
 		sink, now = c.sink, time.Now()
 	}
+	var shared uint64 // bt.shared of the frames kept, at their new places
 	for i := range n {
 		frame := unsafe.Slice(bt.siov[i].Base, bt.siov[i].Len)
 		if chain != nil {
+			if bt.shared&(1<<i) != 0 && chain.mutates() {
+				frame = bt.own(i) // other ports send this frame too
+			}
 			v := chain.Apply(frame)
 			if v.Drop {
 				t.filter++
@@ -573,18 +623,25 @@ func (d *direction) filter(bt *batch, n int) (k int) {
 			sink.WritePacket(now, frame)
 		}
 		bt.siov[k] = bt.siov[i]
+		shared |= (bt.shared >> i & 1) << k
 		k++
 	}
+	bt.shared = shared
 	return k
 }
 
 // handOver counts frames bt.siov[:k] as forwarded to a spliced peer.
 func (t *tally) handOver(bt *batch, k int) {
+	t.forwarded(bt, k)
+	t.spliced += uint64(k)
+}
+
+// forwarded counts frames bt.siov[:k] as forwarded other than by a send.
+func (t *tally) forwarded(bt *batch, k int) {
 	for i := range k {
 		t.bytes += bt.siov[i].Len
 	}
 	t.packets += uint64(k)
-	t.spliced += uint64(k)
 }
 
 // sender sends batches with sendmmsg: one per direction (guarded by the
@@ -631,7 +688,7 @@ func (s *sender) dropRest() {
 func (s *sender) writable(fd uintptr) bool {
 	bt := s.bt
 	for s.next < s.end {
-		n, errno := sendmmsg(fd, bt.send[s.next:s.end])
+		n, errno := s.out.sendmsgs(fd, bt.send[s.next:s.end])
 		switch {
 		case errno == 0:
 			for i := s.next; i < s.next+n; i++ {
@@ -650,6 +707,12 @@ func (s *sender) writable(fd uintptr) bool {
 			// An ICMP error left by an earlier datagram: the peer is not
 			// there (yet). This message is lost; carry on with the rest.
 			s.t.peerErrors++
+			s.t.sendErrors += uint64(bt.segs[s.next])
+			s.next++
+		case errno == unix.EMSGSIZE:
+			// One frame too big for this output (a tag pushed onto the
+			// largest datagram, a frame over a host interface's MTU): it
+			// alone is lost.
 			s.t.sendErrors += uint64(bt.segs[s.next])
 			s.next++
 		case isFullError(errno):
@@ -824,9 +887,9 @@ func (q *delayQueue) run() {
 func (q *delayQueue) sendReady(ready [][]byte, bt *batch, snd *sender, t *tally) {
 	d := q.d
 	n := len(ready)
-	out, peer := d.route()
+	out, peer, node := d.route()
 	switch {
-	case out == nil:
+	case out == nil && node == nil:
 		t.noLink += uint64(n)
 	case d.b.suspended.Load():
 		t.suspend += uint64(n)
@@ -843,13 +906,17 @@ func (q *delayQueue) sendReady(ready [][]byte, bt *batch, snd *sender, t *tally)
 			bt.siov[i].Base = firstByte(frame)
 			bt.siov[i].SetLen(len(frame))
 		}
-		if peer != nil {
+		switch {
+		case peer != nil:
 			t.handOver(bt, n)
 			d.ctr.add(t)
 			peer.process(bt, n)
 			return
+		case node != nil:
+			node.deliver(snd, bt, n)
+		default:
+			snd.send(out, bt, n)
 		}
-		snd.send(out, bt, n)
 	}
 	d.ctr.add(t)
 }
@@ -905,6 +972,13 @@ func (q *delayQueue) popLocked() delayed {
 // and capture, and straight to B's node, without crossing loopback twice
 // through the two link sockets. The sockets stay bound, so unsplicing
 // (Detach, Attach elsewhere, Close on either side) falls back to them.
+//
+// A port of a Switch or a Hub splices with any other bridge, but never
+// with another fabric's port: each spliced hop runs on the goroutine of
+// the frame's first reader, and a loop of fabrics (two switches linked
+// twice) would forward a broadcast around the loop forever on one stack.
+// Between fabrics, frames keep going through the link sockets, where a
+// storm is bounded like on a wire.
 type Plane struct {
 	mu     sync.Mutex           // guards the following and every member's pl
 	byPort map[uint16][]*Bridge // members by their link's local port
@@ -933,7 +1007,10 @@ func (p *Plane) join(b *Bridge, local, remote netip.AddrPort) {
 	b.pl = planeEntry{joined: true, local: local, remote: remote}
 	p.byPort[local.Port()] = append(p.byPort[local.Port()], b)
 	for _, o := range p.byPort[remote.Port()] {
-		if o != b && o.pl.partner == nil && reaches(remote, o.pl.local) && reaches(o.pl.remote, local) {
+		if o == b || o.pl.partner != nil || (b.onFabric() && o.onFabric()) {
+			continue
+		}
+		if reaches(remote, o.pl.local) && reaches(o.pl.remote, local) {
 			b.pl.partner, o.pl.partner = o, b
 			b.splice.Store(o)
 			o.splice.Store(b)

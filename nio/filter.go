@@ -331,6 +331,12 @@ func (c *Chain) Apply(frame []byte) Verdict {
 	return Verdict{Delay: c.delay()}
 }
 
+// mutates reports whether Apply may modify frames (corrupt is on), so
+// that a frame other ports also send must be copied first.
+func (c *Chain) mutates() bool {
+	return c != nil && c.f != nil && c.f.corruptPercent > 0
+}
+
 // frequencyDrop drops every packet (-1) or every Nth packet.
 func (c *Chain) frequencyDrop() bool {
 	every := c.f.dropEvery

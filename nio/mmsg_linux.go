@@ -31,6 +31,11 @@ type batch struct {
 	ctrl  []byte         // one UDP_SEGMENT control message per send message
 	segs  []int          // frames in each send message
 	first []int          // index in siov of each send message's first frame
+
+	// shared has bit i set when frame siov[i] is another batch's buffer
+	// that other ports send too (a fabric floods it without copying): a
+	// filter that modifies frames must work on a copy (own).
+	shared uint64
 }
 
 // Size of one UDP_SEGMENT control message (a uint16 payload).
@@ -68,6 +73,22 @@ func newSendBatch() *batch {
 		first: make([]int, batchSize),
 	}
 }
+
+// own copies frame siov[i] into slot i and points siov[i] at the copy,
+// which the caller may then modify. Only a batch with slots can own, and
+// slot i must be free: a fabric puts the frames it rewrites for a port in
+// the slot of their own index, so slot i is either frame i's already or
+// unused.
+func (bt *batch) own(i int) []byte {
+	dst := bt.slots[i*slotSize:][:bt.siov[i].Len]
+	copy(dst, unsafe.Slice(bt.siov[i].Base, bt.siov[i].Len))
+	bt.siov[i].Base = firstByte(dst)
+	bt.shared &^= 1 << i
+	return dst
+}
+
+// frame returns frame siov[i].
+func (bt *batch) frame(i int) []byte { return unsafe.Slice(bt.siov[i].Base, bt.siov[i].Len) }
 
 // resetRecv clears the per-call output fields of the first n receive
 // headers so the next recvmmsg starts clean.
@@ -186,6 +207,61 @@ func recvmmsg(fd uintptr, msgs []unix.Mmsghdr) (int, unix.Errno) {
 		return 0, errno
 	}
 	return int(n), 0
+}
+
+// An mmsgFunc moves up to len(msgs) frames between fd and msgs without
+// waiting, as recvmmsg and sendmmsg do, and returns how many it moved (or
+// an error if it moved none). Each message holds one frame.
+type mmsgFunc func(fd uintptr, msgs []unix.Mmsghdr) (int, unix.Errno)
+
+// readDevice is recvmmsg for a TAP device, which is not a socket: one
+// read(2) per frame until the batch is full or the device has no more.
+func readDevice(fd uintptr, msgs []unix.Mmsghdr) (int, unix.Errno) {
+	for i := range msgs {
+		iov := msgs[i].Hdr.Iov
+		n, errno := rawOrSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(iov.Base)), uintptr(iov.Len))
+		if errno != 0 {
+			if i > 0 {
+				return i, 0 // the error (EAGAIN, mostly) comes back on the next call
+			}
+			return 0, errno
+		}
+		msgs[i].Len = uint32(n)
+	}
+	return len(msgs), 0
+}
+
+// writeDevice is sendmmsg for a TAP device: one writev(2) per message,
+// each message being one frame (the device's sock never segments).
+func writeDevice(fd uintptr, msgs []unix.Mmsghdr) (int, unix.Errno) {
+	for i := range msgs {
+		h := &msgs[i].Hdr
+		n, errno := rawOrSyscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(h.Iov)), uintptr(h.Iovlen))
+		if errno == unix.EIO {
+			errno = unix.ENETDOWN // what a TAP that is down says: counted, not logged
+		}
+		if errno != 0 {
+			if i > 0 {
+				return i, 0
+			}
+			return 0, errno
+		}
+		msgs[i].Len = uint32(n)
+	}
+	return len(msgs), 0
+}
+
+// rawOrSyscall makes a three-argument system call that never blocks (a
+// non-blocking fd), raw when rawSyscalls says so.
+func rawOrSyscall(trap, a1, a2, a3 uintptr) (uintptr, unix.Errno) {
+	var n uintptr
+	var errno unix.Errno
+	if rawSyscalls {
+		n, _, errno = unix.RawSyscall(trap, a1, a2, a3)
+	} else {
+		n, _, errno = unix.Syscall(trap, a1, a2, a3)
+	}
+	return n, errno
 }
 
 // sendmmsg sends msgs on the connected socket fd without waiting and
