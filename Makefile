@@ -9,7 +9,7 @@ APT_PACKAGES ?= vpcs tcpdump qemu-system-x86 qemu-utils
 # The account labd (as root) runs node processes as: --node-user's default.
 NODE_USER ?= labd-node
 # Fuzz targets `make test` runs briefly after the unit tests: package:Target.
-FUZZ_TARGETS := ./events:FuzzUnmarshal ./http/api:FuzzProjectCreateV2 ./http/api:FuzzProjectUpdateV1 ./actors:FuzzCleanPath ./nio:FuzzParseFilters ./actors/qemu/qmp:FuzzClientStream ./actors/qemu:FuzzCheckName ./actors/qemu:FuzzParseOptions
+FUZZ_TARGETS := ./events:FuzzUnmarshal ./http/api:FuzzProjectCreateV2 ./http/api:FuzzProjectUpdateV1 ./actors:FuzzCleanPath ./nio:FuzzParseFilters ./actors/qemu/qmp:FuzzClientStream ./actors/qemu:FuzzCheckName ./actors/qemu:FuzzParseOptions ./http/api:FuzzSwitchUpdateV2 ./http/api:FuzzCloudUpdateV2 ./nio:FuzzVLANTrunk
 FUZZTIME ?= 8s
 
 .PHONY: help build run test fuzz bench lint check deps

@@ -15,6 +15,7 @@ import (
 
 	"labd/actors"
 	"labd/actors/actorstest"
+	"labd/actors/vpcs"
 	"labd/events/jetstream/jstest"
 	"labd/nio"
 	"labd/replay"
@@ -54,7 +55,7 @@ func BenchmarkStartupAdopting100Nodes(b *testing.B) {
 	}
 	for i := range nodes {
 		ref := actors.NodeRef{ProjectID: pid, NodeID: uuid.NewString()}
-		if _, err := c.CreateNode(context.Background(), actors.CreateNode{NodeRef: ref, Kind: actors.KindVPCS, Name: "PC" + string(rune('A'+i%26))}); err != nil {
+		if _, err := c.CreateNode(context.Background(), actors.CreateNode{NodeRef: ref, Kind: vpcs.Kind, Name: "PC" + string(rune('A'+i%26))}); err != nil {
 			b.Fatal(err)
 		}
 		if _, err := c.NodeDo(context.Background(), actors.StartNode{NodeRef: ref}); err != nil {

@@ -13,7 +13,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 
 	"labd/actors/console"
-	"labd/actors/qemu"
+	"labd/actors/kind"
 	"labd/events"
 	"labd/nio/pcap"
 	"labd/replay"
@@ -36,12 +36,6 @@ type NodeCommand interface {
 	nodeID() string
 }
 
-// Node kinds labd runs.
-const (
-	KindVPCS = "vpcs"
-	KindQEMU = "qemu"
-)
-
 // Console types.
 const (
 	ConsoleTelnet = "telnet"
@@ -49,17 +43,18 @@ const (
 	ConsoleNone   = "none"
 )
 
-// CreateNode creates a node. Console, when set, is the wanted console port:
-// if it is taken another is chosen, as GNS3 does.
+// CreateNode creates a node of a kind (GNS3's node type). Console, when
+// set, is the wanted console port: if it is taken another is chosen, as
+// GNS3 does. An empty ConsoleType is the kind's default.
 type CreateNode struct {
 	NodeRef
-	Kind          string
-	Name          string
-	Console       *int
-	ConsoleType   string
-	StartupScript *string
-	// QEMU holds a QEMU node's properties (nil: the defaults).
-	QEMU *qemu.Patch
+	Kind        string
+	Name        string
+	Console     *int
+	ConsoleType string
+	// Props is the kind's own part, of the type its driver takes
+	// (*vpcs.Patch, *qemu.Patch...); nil: the kind's defaults.
+	Props any
 
 	macID int // chosen by the project actor
 }
@@ -67,12 +62,11 @@ type CreateNode struct {
 // UpdateNode changes a node. Nil fields are left as they are.
 type UpdateNode struct {
 	NodeRef
-	Name          *string
-	Console       *int
-	ConsoleType   *string
-	StartupScript *string
-	// QEMU changes a QEMU node's properties.
-	QEMU *qemu.Patch
+	Name        *string
+	Console     *int
+	ConsoleType *string
+	// Props changes the kind's own part (see CreateNode).
+	Props any
 }
 
 // DeleteNode stops a node and deletes it with its directory.
@@ -87,8 +81,8 @@ type StopNode struct{ NodeRef }
 // ReloadNode stops and starts a node.
 type ReloadNode struct{ NodeRef }
 
-// SuspendNode pauses a running node (QEMU's stop; a no-op for VPCS, as in
-// GNS3).
+// SuspendNode pauses a running node (a no-op for a kind that cannot be
+// paused, as in GNS3).
 type SuspendNode struct{ NodeRef }
 
 // ResumeNode resumes a suspended node.
@@ -267,6 +261,10 @@ func nodeDir(cfg *Config, projectID, kind, nodeID string) string {
 	return filepath.Join(cfg.ProjectsDir, projectID, "project-files", kind, nodeID)
 }
 
+func projectDir(cfg *Config, projectID string) string {
+	return filepath.Join(cfg.ProjectsDir, projectID)
+}
+
 // CapturesDir returns the directory a project's captures are written to.
 func (c *Client) CapturesDir(projectID string) string { return capturesDir(c.cfg, projectID) }
 
@@ -321,12 +319,14 @@ type nodeActor struct {
 
 	self *actor.PID
 	sys  *actor.ActorSystem
+	drv  kind.Driver
 	rt   runtime
 }
 
 func newNodeActor(cfg *Config, ref NodeRef, e *nodeEntry, restarted bool) *nodeActor {
 	return &nodeActor{
 		cfg:     cfg,
+		drv:     cfg.driver(kindOf(e.snap.Load())),
 		ref:     ref,
 		subject: events.NodeSubject(cfg.ComputeID, ref.ProjectID, ref.NodeID),
 		entry:   e,
@@ -344,9 +344,6 @@ type nodeGone struct {
 	state *replay.Node
 }
 
-// processExited tells a node actor its process ended.
-type processExited struct{ p *process }
-
 // reconcile asks a node actor to bring a recorded process in line with
 // reality (sent once when the actor starts on a history).
 type reconcile struct{}
@@ -362,7 +359,7 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 			// A process that labd started but could not record before it
 			// died runs unowned in the node directory: end it, or a start
 			// would run the node twice.
-			if n := killStragglers(a.dir()); n > 0 {
+			if n := kind.KillStragglers(a.dir()); n > 0 {
 				a.log.Warn("killed processes of an unrecorded start", "count", n)
 			}
 		}
@@ -381,21 +378,22 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 			a.passivating = true
 			ctx.Send(ctx.Parent(), &nodeGone{id: a.ref.NodeID, pid: ctx.Self(), state: a.state})
 		}
-	case processExited:
-		a.exited(m.p)
-	case qmpEvent:
-		a.qmpEvent(m)
+	case runEnded:
+		a.exited(m.run)
+	case runNotice:
+		a.notice(m)
 	case *actor.Stopping:
 		// labd stops (or the project actor went away): stop the node as
 		// GNS3 does, and say so in the history; or, with KeepNodes, leave
-		// it running.
-		switch {
-		case a.rt.proc != nil && a.cfg.KeepNodes:
+		// it running. A node that runs inside labd goes with it, and the
+		// history rightly says it runs: the next labd rebuilds it.
+		switch run := a.rt.run; {
+		case run != nil && (a.cfg.KeepNodes || run.Process() == nil):
 			// The process keeps running for the next labd to adopt;
 			// the history rightly says it runs.
 			a.release()
-		case a.rt.proc != nil:
-			a.teardown(stopClosing)
+		case run != nil:
+			a.teardown(kind.StopClosing)
 			if err := a.commit(events.NodeStopped{Reason: events.StopShutdown}); err != nil {
 				a.log.Error("could not record the node's stop", "err", err)
 			}
@@ -409,13 +407,26 @@ func (a *nodeActor) serve(req *request) {
 	if !admit(req, a.stale, a.refold) {
 		return
 	}
-	if a.state.Running() && a.rt.proc == nil {
+	if a.state.Running() && a.rt.run == nil {
 		// The history says a process runs that this actor does not own
 		// (a restart, a stop that could not be recorded): settle it first.
 		a.reconcileRecorded()
 	}
-	if _, creating := req.cmd.(CreateNode); !creating && !a.state.Exists() {
+	if c, creating := req.cmd.(CreateNode); creating {
+		d := a.cfg.driver(c.Kind)
+		if d == nil {
+			req.respond(nil, NotFound("labd has no node type %q", c.Kind))
+			return
+		}
+		if !a.state.Exists() { // else create refuses it, and the kind stays
+			a.drv = d
+		}
+	} else if !a.state.Exists() {
 		req.respond(nil, a.notFound())
+		return
+	} else if a.drv == nil {
+		// A kind a newer labd recorded: the node is known, not run.
+		req.respond(nil, Conflict("Node %s is of type %s, which this labd does not know", a.state.Name, a.state.Kind))
 		return
 	}
 	switch c := req.cmd.(type) {
@@ -496,5 +507,8 @@ func (a *nodeActor) refold() error {
 	}
 	a.state, a.stale = st, false
 	a.entry.snap.Store(st)
+	if st.Exists() {
+		a.drv = a.cfg.driver(st.Kind)
+	}
 	return nil
 }

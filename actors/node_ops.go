@@ -2,54 +2,37 @@ package actors
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
-	"labd/actors/qemu"
-	"labd/actors/vpcs"
+	"labd/actors/kind"
 	"labd/events"
 	"labd/nio"
 	"labd/nio/pcap"
 	"labd/replay"
 )
 
-// ports are the node's ports, as adapter/port pairs: VPCS has one, a
-// QEMU node one per adapter.
-func (a *nodeActor) ports() [][2]int {
-	switch a.state.Kind {
-	case KindVPCS:
-		return [][2]int{{0, 0}}
-	case KindQEMU:
-		c := qemuConfigOf(a.state)
-		ports := make([][2]int, c.Adapters)
-		for i := range ports {
-			ports[i] = [2]int{i, 0}
-		}
-		return ports
-	}
-	return nil
-}
+// ports are the node's ports, as its driver has them.
+func (a *nodeActor) ports() []kind.Port { return a.drv.Ports(a.state.Properties) }
 
 // checkPort refuses an adapter or port the node does not have, in GNS3's
 // words.
 func (a *nodeActor) checkPort(adapter, port int) error {
 	ports := a.ports()
-	for _, p := range ports {
-		if p == [2]int{adapter, port} {
-			return nil
-		}
+	if slices.Contains(ports, kind.Port{Adapter: adapter, Port: port}) {
+		return nil
 	}
 	for _, p := range ports {
-		if p[0] == adapter {
+		if p.Adapter == adapter {
 			return Conflict("Port %d doesn't exist on adapter %d", port, adapter)
 		}
 	}
-	return Conflict("Adapter %d doesn't exist on %s node %s", adapter, kindName(a.state.Kind), a.state.Name)
+	return Conflict("Adapter %d doesn't exist on %s node %s", adapter, a.drv.Info().Title, a.state.Name)
 }
 
 // takeConsole reserves the wanted console port, or another free one when it
@@ -81,28 +64,29 @@ func (a *nodeActor) create(c CreateNode) (*replay.Node, error) {
 	if err := checkName("node", c.Name); err != nil {
 		return nil, err
 	}
-	consoleType := c.ConsoleType
-	if consoleType == "" {
-		consoleType = ConsoleTelnet
+	info := a.drv.Info()
+	if err := a.drv.Available(); err != nil {
+		return nil, err
 	}
-	var props json.RawMessage
-	if c.Kind == KindQEMU {
-		patch := qemu.Patch{}
-		if c.QEMU != nil {
-			patch = *c.QEMU
-		}
-		var err error
-		if props, err = a.qemuSettle(qemu.Default(), patch, consoleType, nil); err != nil {
-			return nil, err
-		}
+	consoleType := c.ConsoleType
+	if consoleType == "" && info.HasConsole() {
+		consoleType = info.ConsoleTypes[0]
+	}
+	if err := checkConsoleType(info, consoleType); err != nil {
+		return nil, err
+	}
+	n := kind.Node{ProjectID: a.ref.ProjectID, ID: a.ref.NodeID, Name: c.Name, ConsoleType: consoleType, MACID: c.macID,
+		ProjectDir: projectDir(a.cfg, a.ref.ProjectID)}
+	props, err := a.drv.Settle(n, c.Props)
+	if err != nil {
+		return nil, err
 	}
 	port := 0
-	if consoleType != ConsoleNone {
+	if consoleType != ConsoleNone && consoleType != "" {
 		want := 0
 		if c.Console != nil {
 			want = *c.Console
 		}
-		var err error
 		if port, err = a.takeConsole(want, consoleType); err != nil {
 			return nil, err
 		}
@@ -113,19 +97,27 @@ func (a *nodeActor) create(c CreateNode) (*replay.Node, error) {
 		}
 		return nil, err
 	}
-	dir := a.dir()
-	if err := a.cfg.NodeUser.makeDir(dir); err != nil {
+	if err := a.cfg.NodeUser.MakeDir(a.dir()); err != nil {
 		return a.state, a.effectFailed("create the node directory", err)
 	}
-	if c.StartupScript != nil {
-		// GNS3 keeps a script already on disk (a project opened again).
-		if _, ok, _ := vpcs.ReadScript(dir); !ok {
-			if err := vpcs.WriteScript(dir, *c.StartupScript, c.Name); err != nil {
-				return a.state, a.effectFailed("write the startup script", err)
-			}
-		}
+	if err := a.drv.Prepare(nil, a.view(), c.Props); err != nil {
+		return a.state, a.effectFailed("write the node's files", err)
+	}
+	if info.AutoStart {
+		return a.start()
 	}
 	return a.state, nil
+}
+
+// checkConsoleType refuses a console type the kind does not have.
+func checkConsoleType(info kind.Info, consoleType string) error {
+	if consoleType == "" && !info.HasConsole() || slices.Contains(info.ConsoleTypes, consoleType) {
+		return nil
+	}
+	if !info.HasConsole() {
+		return Invalid("a %s node has no console", info.Title)
+	}
+	return Invalid("console_type %q is not one of %s", consoleType, strings.Join(info.ConsoleTypes, ", "))
 }
 
 func (a *nodeActor) update(c UpdateNode) (*replay.Node, error) {
@@ -138,24 +130,26 @@ func (a *nodeActor) update(c UpdateNode) (*replay.Node, error) {
 		next.Name = *c.Name
 	}
 	if c.ConsoleType != nil {
+		if err := checkConsoleType(a.drv.Info(), *c.ConsoleType); err != nil {
+			return nil, err
+		}
 		next.ConsoleType = *c.ConsoleType
 	}
-	if old.Kind == KindQEMU && (c.QEMU != nil || next.ConsoleType != old.ConsoleType) {
-		patch := qemu.Patch{}
-		if c.QEMU != nil {
-			patch = *c.QEMU
-		}
-		props, err := a.qemuSettle(qemuConfigOf(old), patch, next.ConsoleType, old.Links)
+	before := a.view()
+	n := before
+	n.Name, n.ConsoleType = next.Name, next.ConsoleType
+	if c.Props != nil || next.ConsoleType != old.ConsoleType {
+		props, err := a.drv.Settle(n, c.Props)
 		if err != nil {
 			return nil, err
 		}
-		if !bytes.Equal(props, old.Properties) {
+		if props != nil && !bytes.Equal(props, old.Properties) {
 			next.Properties = props
 		}
 	}
 	newPort := 0 // a port reserved by this update
 	switch {
-	case next.ConsoleType == ConsoleNone:
+	case next.ConsoleType == ConsoleNone || next.ConsoleType == "":
 		next.Console = 0
 	case c.Console != nil && *c.Console != old.Console, next.Console == 0,
 		next.ConsoleType == ConsoleVNC && !a.cfg.VNCPorts.Contains(next.Console):
@@ -169,16 +163,17 @@ func (a *nodeActor) update(c UpdateNode) (*replay.Node, error) {
 		}
 		next.Console = newPort
 	}
-	dir := a.dir()
-	if c.StartupScript != nil {
-		if err := a.cfg.NodeUser.makeDir(dir); err != nil {
-			return nil, fmt.Errorf("actors: node directory: %w", err)
-		}
-		if err := vpcs.WriteScript(dir, *c.StartupScript, next.Name); err != nil {
-			return nil, fmt.Errorf("actors: write the startup script: %w", err)
-		}
-	}
 	if next.Name == old.Name && next.Console == old.Console && next.ConsoleType == old.ConsoleType && next.Properties == nil {
+		if c.Props != nil {
+			// Nothing recorded changes, but the files may (a new startup
+			// script).
+			if err := a.cfg.NodeUser.MakeDir(a.dir()); err != nil {
+				return nil, fmt.Errorf("actors: node directory: %w", err)
+			}
+			if err := a.drv.Prepare(&before, a.view(), c.Props); err != nil {
+				return nil, fmt.Errorf("actors: node files: %w", err)
+			}
+		}
 		return a.state, nil
 	}
 	if err := a.commit(next); err != nil {
@@ -190,12 +185,18 @@ func (a *nodeActor) update(c UpdateNode) (*replay.Node, error) {
 	if old.Console != 0 && old.Console != next.Console {
 		a.cfg.ConsolePorts.Release(old.Console)
 	}
-	if old.Kind == KindVPCS && next.Name != old.Name && c.StartupScript == nil {
-		if err := vpcs.Rename(dir, next.Name); err != nil {
-			return a.state, a.effectFailed("rename the node in its startup script", err)
+	if err := a.cfg.NodeUser.MakeDir(a.dir()); err != nil {
+		return a.state, a.effectFailed("create the node directory", err)
+	}
+	if err := a.drv.Prepare(&before, a.view(), c.Props); err != nil {
+		return a.state, a.effectFailed("update the node's files", err)
+	}
+	if a.rt.run != nil && next.Properties != nil {
+		if err := a.rt.run.Update(a.view()); err != nil {
+			return a.state, a.effectFailed("apply the new properties", err)
 		}
 	}
-	if a.rt.proc != nil && (old.Console != next.Console || old.ConsoleType != next.ConsoleType) {
+	if a.rt.run != nil && (old.Console != next.Console || old.ConsoleType != next.ConsoleType) {
 		if err := a.restartConsole(); err != nil {
 			return a.state, a.effectFailed("move the console", err)
 		}
@@ -205,8 +206,8 @@ func (a *nodeActor) update(c UpdateNode) (*replay.Node, error) {
 
 // remove deletes (NodeDeleted) or closes (NodeClosed) the node.
 func (a *nodeActor) remove(d events.Data) error {
-	if a.rt.proc != nil {
-		code := a.teardown(stopClosing)
+	if a.rt.run != nil {
+		code := a.teardown(kind.StopClosing)
 		if err := a.commit(events.NodeStopped{Reason: events.StopRequested, ExitCode: &code}); err != nil {
 			return err
 		}
@@ -229,7 +230,7 @@ func (a *nodeActor) remove(d events.Data) error {
 }
 
 func (a *nodeActor) start() (*replay.Node, error) {
-	if a.rt.proc != nil {
+	if a.rt.run != nil {
 		// GNS3 resumes a suspended node it is asked to start.
 		return a.resume()
 	}
@@ -242,26 +243,39 @@ func (a *nodeActor) start() (*replay.Node, error) {
 	}
 	if err := a.commit(started); err != nil {
 		// Unrecorded, it must not run: the history never lacks a process.
-		a.teardown(stopKill)
+		a.teardown(kind.StopKill)
 		return nil, err
 	}
 	return a.state, nil
 }
 
 func (a *nodeActor) stop() (*replay.Node, error) {
-	if a.rt.proc == nil {
+	if a.rt.run == nil || a.drv.Info().AlwaysOn {
 		return a.state, nil
 	}
-	code := a.teardown(stopRequest)
+	code := a.teardown(kind.StopRequest)
 	if err := a.commit(events.NodeStopped{Reason: events.StopRequested, ExitCode: &code}); err != nil {
 		return nil, err
 	}
 	return a.state, nil
 }
 
+// reload resets a running node's machine when its kind can, and restarts
+// it otherwise.
 func (a *nodeActor) reload() (*replay.Node, error) {
-	if a.rt.qemu != nil {
-		return a.qemuReload()
+	if a.rt.run != nil {
+		switch err := a.rt.run.Reset(a.view()); {
+		case err == nil:
+			if err := a.commit(events.NodeReset{Cause: events.CauseRequested}); err != nil {
+				return nil, err
+			}
+			return a.state, nil
+		case !errors.Is(err, kind.ErrUnsupported):
+			return nil, err
+		}
+	}
+	if a.drv.Info().AlwaysOn {
+		return a.state, nil
 	}
 	if _, err := a.stop(); err != nil {
 		return nil, err
@@ -269,22 +283,98 @@ func (a *nodeActor) reload() (*replay.Node, error) {
 	return a.start()
 }
 
-// exited handles the end of a process labd did not ask for.
-func (a *nodeActor) exited(p *process) {
-	if a.rt.proc != p {
-		return // a process already stopped on request
+// suspend pauses a running node. A kind that cannot be suspended (VPCS)
+// is left as it is and the answer is a success, as in GNS3; so it is for
+// a node that is not running.
+func (a *nodeActor) suspend() (*replay.Node, error) {
+	if a.rt.run == nil || a.state.Status != replay.NodeStarted || a.drv.Info().AlwaysOn {
+		return a.state, nil
 	}
-	guest := a.rt.qemu != nil && a.rt.qemu.guestShutdown
-	code := a.teardown(stopWait)
-	reason, msg := events.StopExited, describeExit(kindName(a.state.Kind), code, logTail(p.log, 2048))
+	return a.pauseOrContinue(true)
+}
+
+// resume continues a suspended node.
+func (a *nodeActor) resume() (*replay.Node, error) {
+	if a.rt.run == nil || a.state.Status != replay.NodeSuspended {
+		return a.state, nil
+	}
+	return a.pauseOrContinue(false)
+}
+
+// pauseOrContinue pauses or continues the run, then records it; if the
+// record fails, the run is put back as the history says.
+func (a *nodeActor) pauseOrContinue(pause bool) (*replay.Node, error) {
+	run := a.rt.run
+	do, undo, what := run.Suspend, run.Resume, "suspend"
+	var ev events.Data = events.NodeSuspended{Cause: events.CauseRequested}
+	if !pause {
+		do, undo, what = run.Resume, run.Suspend, "resume"
+		ev = events.NodeResumed{Cause: events.CauseRequested}
+	}
+	switch err := do(); {
+	case errors.Is(err, kind.ErrUnsupported):
+		return a.state, nil
+	case err != nil:
+		return nil, fmt.Errorf("actors: %s node %s: %w", what, a.state.Name, err)
+	}
+	if err := a.commit(ev); err != nil {
+		if uerr := undo(); uerr != nil {
+			a.log.Error("could not undo an unrecorded "+what, "err", uerr)
+		}
+		return nil, err
+	}
+	return a.state, nil
+}
+
+// exited handles the end of a process labd did not ask for.
+func (a *nodeActor) exited(run kind.Run) {
+	if a.rt.run != run {
+		return // a run already stopped on request
+	}
+	guest := a.rt.guestOff
+	log := run.Process().Log()
+	code := a.teardown(kind.StopWait)
+	reason, msg := events.StopExited, kind.DescribeExit(a.drv.Info().Title, code, kind.LogTail(log, 2048))
 	if guest {
-		reason, msg = events.StopGuestShutdown, fmt.Sprintf("The guest of %s powered itself off; QEMU exited with code %d", a.state.Name, code)
+		reason, msg = events.StopGuestShutdown, fmt.Sprintf("The guest of %s powered itself off; %s exited with code %d", a.state.Name, a.drv.Info().Title, code)
 		a.log.Info("the guest powered off", "exit_code", code)
 	} else {
 		a.log.Warn("node process exited unexpectedly", "exit_code", code)
 	}
 	if err := a.commit(events.NodeStopped{Reason: reason, ExitCode: &code, Message: msg}); err != nil {
 		a.log.Error("could not record the node's exit", "err", err)
+	}
+}
+
+// notice turns what a run reports on its own into the node's events: a
+// pause or a resume nobody asked labd for, a reset from inside the guest,
+// a guest that powers off (the exit that follows is recorded as
+// guest_shutdown). Notices that labd's own requests caused find the state
+// already changed, and are dropped.
+func (a *nodeActor) notice(m runNotice) {
+	if a.rt.run != m.run {
+		return // a run already stopped
+	}
+	var ev events.Data
+	switch m.notice {
+	case kind.NoticePaused:
+		if a.state.Status == replay.NodeStarted {
+			ev = events.NodeSuspended{Cause: events.CauseGuest}
+		}
+	case kind.NoticeResumed:
+		if a.state.Status == replay.NodeSuspended {
+			ev = events.NodeResumed{Cause: events.CauseGuest}
+		}
+	case kind.NoticeReset:
+		ev = events.NodeReset{Cause: events.CauseGuest}
+	case kind.NoticePoweredOff:
+		a.rt.guestOff = true
+	}
+	if ev == nil {
+		return
+	}
+	if err := a.commit(ev); err != nil {
+		a.log.Error("could not record what the node reported", "notice", m.notice, "err", err)
 	}
 }
 
@@ -295,7 +385,7 @@ func (a *nodeActor) copyFrom(from string) (*replay.Node, error) {
 	if err := a.copyDir(from); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("actors: duplicate node files: %w", err)
 	}
-	if err := a.cfg.NodeUser.makeDir(a.dir()); err != nil {
+	if err := a.cfg.NodeUser.MakeDir(a.dir()); err != nil {
 		return nil, fmt.Errorf("actors: duplicate node files: %w", err)
 	}
 	return a.state, nil
@@ -344,25 +434,27 @@ func (a *nodeActor) addNIO(adapter, port int, n events.NIO) (*replay.Node, error
 	if old, linked := a.state.Link(adapter, port); linked {
 		return a.replaceNIO(old, n, filters)
 	}
-	if br := a.rt.bridges[[2]int{adapter, port}]; br != nil {
-		if err := a.attach(br, n, filters); err != nil {
+	p := kind.Port{Adapter: adapter, Port: port}
+	if e := a.end(p); e != nil {
+		if err := a.attach(e, n, filters); err != nil {
 			return nil, err
 		}
 	}
 	if err := a.commit(events.NIOAdded{Adapter: adapter, Port: port, NIO: n}); err != nil {
-		if br := a.rt.bridges[[2]int{adapter, port}]; br != nil {
-			br.Detach()
+		if e := a.end(p); e != nil {
+			e.Detach()
 		}
 		return nil, err
 	}
-	a.qemuLinkChanged(adapter, port)
+	a.linkChanged(p)
 	return a.state, nil
 }
 
 // replaceNIO handles a NIO added where one is already attached: GNS3
 // replaces it.
 func (a *nodeActor) replaceNIO(old replay.Link, n events.NIO, filters *nio.Filters) (*replay.Node, error) {
-	br := a.rt.bridges[[2]int{old.Adapter, old.Port}]
+	p := kind.Port{Adapter: old.Adapter, Port: old.Port}
+	br := a.end(p)
 	if br != nil && (old.NIO.LPort != n.LPort || old.NIO.RHost != n.RHost || old.NIO.RPort != n.RPort) {
 		if err := a.attach(br, n, filters); err != nil {
 			return nil, err
@@ -376,7 +468,7 @@ func (a *nodeActor) replaceNIO(old replay.Link, n events.NIO, filters *nio.Filte
 		br.SetSuspended(n.Suspend)
 	}
 	if old.NIO.Suspend != n.Suspend {
-		a.qemuLinkChanged(old.Adapter, old.Port)
+		a.linkChanged(p)
 	}
 	return a.state, nil
 }
@@ -407,12 +499,23 @@ func (a *nodeActor) removeNIO(adapter, port int) (*replay.Node, error) {
 	if err := a.commit(events.NIORemoved{Adapter: adapter, Port: port}); err != nil {
 		return nil, err
 	}
-	a.closeCapture([2]int{adapter, port})
-	if br := a.rt.bridges[[2]int{adapter, port}]; br != nil {
-		br.Detach()
+	p := kind.Port{Adapter: adapter, Port: port}
+	a.closeCapture(p)
+	if e := a.end(p); e != nil {
+		e.Detach()
 	}
-	a.qemuLinkChanged(adapter, port)
+	a.linkChanged(p)
 	return a.state, nil
+}
+
+// linkChanged tells a running node that a port's link came up or went
+// down (attached, removed, suspended or not).
+func (a *nodeActor) linkChanged(p kind.Port) {
+	if a.rt.run == nil {
+		return
+	}
+	link, ok := a.state.Link(p.Adapter, p.Port)
+	a.rt.run.LinkChanged(p, ok && !link.NIO.Suspend)
 }
 
 // parseFilters validates a filter object: a bad one is the client's error,
@@ -471,13 +574,13 @@ func (a *nodeActor) startCapture(c StartCapture) (string, error) {
 		_ = cp.Close()
 		return "", err
 	}
-	key := [2]int{c.Adapter, c.Port}
+	key := kind.Port{Adapter: c.Adapter, Port: c.Port}
 	if a.rt.captures == nil {
-		a.rt.captures = map[[2]int]*pcap.Capture{}
+		a.rt.captures = map[kind.Port]*pcap.Capture{}
 	}
 	a.rt.captures[key] = cp
-	if br := a.rt.bridges[key]; br != nil {
-		br.SetCapture(cp)
+	if e := a.end(key); e != nil {
+		e.SetCapture(cp)
 	}
 	a.publishLive()
 	return path, nil
@@ -493,7 +596,7 @@ func (a *nodeActor) stopCapture(adapter, port int) (*replay.Node, error) {
 	if err := a.commit(events.CaptureStopped{Adapter: adapter, Port: port}); err != nil {
 		return nil, err
 	}
-	a.closeCapture([2]int{adapter, port})
+	a.closeCapture(kind.Port{Adapter: adapter, Port: port})
 	return a.state, nil
 }
 

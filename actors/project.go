@@ -232,11 +232,12 @@ func (a *projectActor) routeNode(ctx actor.Context, req *request) {
 	req.respond(nil, NotFound("Node ID %s doesn't exist", id))
 }
 
-// freeMACID returns the lowest VPCS MAC offset no node of the project uses.
+// freeMACID returns the lowest MAC offset no node of the project uses
+// (kind.Info.MACOffset: VPCS).
 func (a *projectActor) freeMACID() int {
 	used := map[int]bool{}
 	for _, e := range a.entry.nodes.all() {
-		if n := e.snap.Load(); n.Exists() && n.Kind == KindVPCS {
+		if n := e.snap.Load(); n.Exists() && a.cfg.takesMACOffset(n.Kind) {
 			used[n.MACID] = true
 		}
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
+	"labd/actors/kind"
 	"labd/actors/qemu"
 	"labd/events"
 	"labd/nio"
@@ -57,6 +58,10 @@ type Config struct {
 	// shutdown_signal waits for the guest to power off before QEMU is
 	// told to quit; zero means 120 s, as GNS3.
 	QEMUShutdownTimeout time.Duration
+	// CloudInterfaces are the host interfaces (names or path.Match
+	// patterns) cloud nodes may use; none by default: a cloud's TAP
+	// devices that labd creates need no entry.
+	CloudInterfaces []string
 	// NodeUser is the account node processes run as; nil runs them as
 	// labd's own (labd sets it whenever it runs as root).
 	NodeUser *NodeUser
@@ -73,6 +78,8 @@ type Config struct {
 	Now func() time.Time
 	// StoreTimeout bounds one append; zero means 10 seconds.
 	StoreTimeout time.Duration
+
+	drivers []kind.Driver // the node kinds (newDrivers)
 }
 
 func (c *Config) now() time.Time { return c.Now().UTC() }
@@ -117,6 +124,7 @@ func Start(cfg Config, st *replay.State) (*Client, error) {
 	if cfg.StoreTimeout == 0 {
 		cfg.StoreTimeout = 10 * time.Second
 	}
+	cfg.drivers = newDrivers(&cfg)
 	if st == nil {
 		st = replay.New()
 	}

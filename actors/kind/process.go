@@ -1,4 +1,4 @@
-package actors
+package kind
 
 import (
 	"bytes"
@@ -16,10 +16,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// process is a node's emulator process, started in its own session so that
+// Process is a node's emulator process, started in its own session so that
 // a labd crash does not take it down (and a later labd can recognise it by
 // pid and start time and adopt it).
-type process struct {
+type Process struct {
 	cmd       *exec.Cmd // nil for an adopted process: not labd's child
 	pid       int
 	startTime uint64
@@ -33,11 +33,11 @@ type process struct {
 	released chan struct{}
 }
 
-// startProcess runs path with args in dir as cred (nil: labd's own
+// StartProcess runs path with args in dir as cred (nil: labd's own
 // account), output written to logPath, a file of dir. The log is not
 // opened through a link: the node's account owns dir and could have left
 // one pointing at a file labd must not truncate.
-func startProcess(path string, args []string, dir, logPath string, cred *syscall.Credential) (*process, error) {
+func StartProcess(path string, args []string, dir, logPath string, cred *syscall.Credential) (*Process, error) {
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC|syscall.O_NOFOLLOW, 0o644)
 	if err != nil {
 		return nil, err
@@ -51,7 +51,7 @@ func startProcess(path string, args []string, dir, logPath string, cred *syscall
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	p := &process{cmd: cmd, pid: cmd.Process.Pid, log: logPath, done: make(chan struct{}), released: make(chan struct{})}
+	p := &Process{cmd: cmd, pid: cmd.Process.Pid, log: logPath, done: make(chan struct{}), released: make(chan struct{})}
 	p.startTime, _ = procStartTime(p.pid)
 	go func() {
 		_ = cmd.Wait()
@@ -61,17 +61,17 @@ func startProcess(path string, args []string, dir, logPath string, cred *syscall
 	return p, nil
 }
 
-// exitCode is the process's exit status, -1 when a signal ended it.
-func (p *process) exitCode() int {
+// ExitCode is the process's exit status, -1 when a signal ended it.
+func (p *Process) ExitCode() int {
 	if p.state == nil {
 		return -1
 	}
 	return p.state.ExitCode()
 }
 
-// stop asks the process to end (SIGTERM), and kills it if it has not after
+// Stop asks the process to end (SIGTERM), and kills it if it has not after
 // grace. It returns once the process is gone.
-func (p *process) stop(grace time.Duration) {
+func (p *Process) Stop(grace time.Duration) {
 	select {
 	case <-p.done:
 		return
@@ -91,7 +91,7 @@ func (p *process) stop(grace time.Duration) {
 // signal sends sig to the process. An adopted process is not labd's
 // child, so its pid could name another process once it is gone: it is
 // signalled only while it is still the recorded one.
-func (p *process) signal(sig syscall.Signal) error {
+func (p *Process) signal(sig syscall.Signal) error {
 	if p.cmd != nil {
 		return p.cmd.Process.Signal(sig)
 	}
@@ -104,30 +104,30 @@ func (p *process) signal(sig syscall.Signal) error {
 // errGone: the recorded process no longer runs.
 var errGone = errors.New("the recorded process is gone")
 
-// adoptProcess watches a process that a previous labd started, if pid and
+// AdoptProcess watches a process that a previous labd started, if pid and
 // startTime still name it. Its end is seen through a pidfd, which becomes
 // readable when the process exits (reaped or not: this sandbox's init
 // leaves zombies).
-func adoptProcess(pid int, startTime uint64, logPath string) (*process, error) {
+func AdoptProcess(pid int, startTime uint64, logPath string) (*Process, error) {
 	if !sameProcess(pid, startTime) {
 		return nil, errGone
 	}
 	fd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {
-		return nil, fmt.Errorf("actors: pidfd of %d: %w", pid, err)
+		return nil, fmt.Errorf("kind: pidfd of %d: %w", pid, err)
 	}
 	if !sameProcess(pid, startTime) { // the pid was reused meanwhile
 		unix.Close(fd)
 		return nil, errGone
 	}
-	p := &process{pid: pid, startTime: startTime, log: logPath, done: make(chan struct{}), released: make(chan struct{})}
+	p := &Process{pid: pid, startTime: startTime, log: logPath, done: make(chan struct{}), released: make(chan struct{})}
 	go p.watchPidfd(fd)
 	return p, nil
 }
 
 // watchPidfd closes done when the process exits, or returns when labd
 // releases it.
-func (p *process) watchPidfd(fd int) {
+func (p *Process) watchPidfd(fd int) {
 	defer unix.Close(fd)
 	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
 	for {
@@ -147,8 +147,8 @@ func (p *process) watchPidfd(fd int) {
 	}
 }
 
-// release stops watching an adopted process that keeps running.
-func (p *process) release() {
+// Release stops watching an adopted process that keeps running.
+func (p *Process) Release() {
 	select {
 	case <-p.released:
 	default:
@@ -191,10 +191,10 @@ func procStat(pid int) (state byte, startTime uint64, err error) {
 	return f[0][0], startTime, err
 }
 
-// killRecorded kills the process a node.started event recorded, if that
+// KillRecorded kills the process a node.started event recorded, if that
 // very process (same pid, same start time) still runs. It reports whether
 // it found it.
-func killRecorded(ctx context.Context, pid int, startTime uint64) bool {
+func KillRecorded(ctx context.Context, pid int, startTime uint64) bool {
 	if pid <= 0 {
 		return false
 	}
@@ -215,9 +215,9 @@ func killRecorded(ctx context.Context, pid int, startTime uint64) bool {
 	return true
 }
 
-// logTail returns the last max bytes of a log file, for error messages
-// (never read through a link, like startProcess's open).
-func logTail(path string, max int64) string {
+// LogTail returns the last max bytes of a log file, for error messages
+// (never read through a link, like StartProcess's open).
+func LogTail(path string, max int64) string {
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
 	if err != nil {
 		return ""
@@ -230,8 +230,8 @@ func logTail(path string, max int64) string {
 	return strings.TrimSpace(string(b))
 }
 
-// describeExit says how a process ended, for a log.error message.
-func describeExit(what string, code int, tail string) string {
+// DescribeExit says how a process ended, for a log.error message.
+func DescribeExit(what string, code int, tail string) string {
 	msg := fmt.Sprintf("%s process has stopped, return code: %d", what, code)
 	if tail != "" {
 		msg += "\n" + tail
@@ -239,11 +239,11 @@ func describeExit(what string, code int, tail string) string {
 	return msg
 }
 
-// killStragglers kills every process still working in dir. VPCS forks a
+// KillStragglers kills every process still working in dir. VPCS forks a
 // helper into a session of its own, which a signal to VPCS's pid does not
 // reach when VPCS is killed outright; every process of a node runs in the
 // node's directory, so that is how they are found.
-func killStragglers(dir string) int {
+func KillStragglers(dir string) int {
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
 		return 0
@@ -262,3 +262,23 @@ func killStragglers(dir string) int {
 	}
 	return killed
 }
+
+// PID is the process's id.
+func (p *Process) PID() int { return p.pid }
+
+// StartTime is the process's start time in clock ticks since boot: with
+// the pid, it names one process.
+func (p *Process) StartTime() uint64 { return p.startTime }
+
+// Log is the file the process's output goes to.
+func (p *Process) Log() string { return p.log }
+
+// Done is closed when the process has ended.
+func (p *Process) Done() <-chan struct{} { return p.done }
+
+// Released is closed when labd stops watching a process that keeps
+// running (Release).
+func (p *Process) Released() <-chan struct{} { return p.released }
+
+// Signal sends sig to the process, if it is still the one labd knows.
+func (p *Process) Signal(sig syscall.Signal) error { return p.signal(sig) }

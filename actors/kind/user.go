@@ -1,4 +1,4 @@
-package actors
+package kind
 
 import (
 	"errors"
@@ -12,18 +12,18 @@ import (
 	"syscall"
 )
 
-// DefaultNodeUser is the account labd runs node processes as when it runs
+// DefaultUser is the account labd runs node processes as when it runs
 // as root (--node-user); make deps creates it.
-const DefaultNodeUser = "labd-node"
+const DefaultUser = "labd-node"
 
-// NodeUser is the unprivileged account labd runs node processes as when
+// User is the unprivileged account labd runs node processes as when
 // labd runs as root (DESIGN, "Security model"). A node's directory is its
 // own; the image store and the rest of the data directory are only
 // readable to it; /dev/kvm is reached through the host's kvm group, where
 // there is one. What labd itself does in a node's directory, it does so
 // that nothing the node could leave there (a link to a file elsewhere)
 // makes root open another file.
-type NodeUser struct {
+type User struct {
 	Name     string
 	UID, GID uint32
 	// Groups are its supplementary groups: its own, and kvm when the
@@ -31,9 +31,9 @@ type NodeUser struct {
 	Groups []uint32
 }
 
-// LookupNodeUser finds the account node processes run as. The account
+// LookupUser finds the account node processes run as. The account
 // must exist and must not be root.
-func LookupNodeUser(name string) (*NodeUser, error) {
+func LookupUser(name string) (*User, error) {
 	u, err := user.Lookup(name)
 	if err != nil {
 		return nil, fmt.Errorf("node user %q: %w", name, err)
@@ -46,7 +46,7 @@ func LookupNodeUser(name string) (*NodeUser, error) {
 	if uid == 0 || gid == 0 {
 		return nil, fmt.Errorf("node user %q is root's: node processes must run unprivileged", name)
 	}
-	nu := &NodeUser{Name: name, UID: uint32(uid), GID: uint32(gid)}
+	nu := &User{Name: name, UID: uint32(uid), GID: uint32(gid)}
 	ids, _ := u.GroupIds()
 	if g, err := user.LookupGroup("kvm"); err == nil {
 		ids = append(ids, g.Gid)
@@ -59,9 +59,9 @@ func LookupNodeUser(name string) (*NodeUser, error) {
 	return nu, nil
 }
 
-// credential is what a process runs as: nil (labd's own account) for a
-// nil NodeUser.
-func (u *NodeUser) credential() *syscall.Credential {
+// Credential is what a process runs as: nil (labd's own account) for a
+// nil User.
+func (u *User) Credential() *syscall.Credential {
 	if u == nil {
 		return nil
 	}
@@ -73,7 +73,7 @@ func (u *NodeUser) credential() *syscall.Credential {
 // directories under the data directory and read the image store, so
 // those must be reachable; a home directory of mode 0700 on the way is the
 // usual culprit.
-func (u *NodeUser) CheckReach(path string) error {
+func (u *User) CheckReach(path string) error {
 	path, err := filepath.Abs(path)
 	if err != nil {
 		return err
@@ -95,15 +95,15 @@ func (u *NodeUser) CheckReach(path string) error {
 	}
 }
 
-// canWrite reports whether the user may write the file at path.
-func (u *NodeUser) canWrite(path string) bool {
+// CanWrite reports whether the user may write the file at path.
+func (u *User) CanWrite(path string) bool {
 	st, err := os.Stat(path)
 	return err == nil && u.may(st, 0o2)
 }
 
 // may reports whether the user has the permission bits want (0o1 search
 // or execute, 0o2 write, 0o4 read) on a file, by its mode and owners.
-func (u *NodeUser) may(st fs.FileInfo, want fs.FileMode) bool {
+func (u *User) may(st fs.FileInfo, want fs.FileMode) bool {
 	sys, ok := st.Sys().(*syscall.Stat_t)
 	if !ok {
 		return false
@@ -125,12 +125,12 @@ func owner(st fs.FileInfo) uint32 {
 	return 0
 }
 
-// makeDir creates dir, a node's directory, and makes it and all it holds
+// MakeDir creates dir, a node's directory, and makes it and all it holds
 // the user's (files labd wrote there, or an older labd did as root). The
 // walk goes through an os.Root and changes links themselves, so a link in
 // the directory cannot make root change a file elsewhere. A nil user only
 // creates the directory.
-func (u *NodeUser) makeDir(dir string) error {
+func (u *User) MakeDir(dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}

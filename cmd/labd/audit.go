@@ -267,26 +267,12 @@ func checkLinks(n *replay.Node, name string, rep *verifyReport, problem func(str
 // nodePorts returns the ports a node has, as adapter/port pairs; known is
 // false for a kind whose ports this build cannot tell.
 func nodePorts(n *replay.Node) (ports [][2]int, known bool, err error) {
-	switch n.Kind {
-	case actors.KindVPCS:
-		return [][2]int{{0, 0}}, true, nil
-	case actors.KindQEMU:
-		adapters := 1
-		if len(n.Properties) > 0 {
-			var props struct {
-				Adapters *int `json:"adapters"`
-			}
-			if err := json.Unmarshal(n.Properties, &props); err != nil {
-				return nil, false, fmt.Errorf("properties do not decode: %w", err)
-			}
-			if props.Adapters != nil {
-				adapters = *props.Adapters
-			}
-		}
-		for a := range max(adapters, 0) {
-			ports = append(ports, [2]int{a, 0})
-		}
-		return ports, true, nil
+	if len(n.Properties) > 0 && !json.Valid(n.Properties) {
+		return nil, false, errors.New("properties do not decode: not JSON")
 	}
-	return nil, false, nil
+	ps, known := actors.Ports(n.Kind, n.Properties)
+	for _, p := range ps {
+		ports = append(ports, [2]int{p.Adapter, p.Port})
+	}
+	return ports, known, nil
 }

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -56,6 +57,7 @@ type serveConfig struct {
 	qemuShutdown       time.Duration
 	keepNodes          bool
 	qemuOptions        qemu.OptionPolicy
+	cloudInterfaces    []string
 	nodeUser           *actors.NodeUser
 	authUser           string
 	authPassword       string
@@ -108,6 +110,13 @@ func parseServeFlags(args []string) (serveConfig, error) {
 	fs.DurationVar(&c.qemuShutdown, "qemu-shutdown-timeout", 120*time.Second, "how long a stop with on_close shutdown_signal waits for the guest")
 	fs.Func("qemu-allow-option", "also accept this QEMU option (name without the dash) with any argument in a node's options; repeatable (see SECURITY.md)", func(v string) error {
 		qemuAllow = append(qemuAllow, v)
+		return nil
+	})
+	fs.Func("cloud-interface", "let cloud nodes use this host interface (a name or a shell pattern such as 'tap*'); repeatable; none by default (see SECURITY.md)", func(v string) error {
+		if _, err := path.Match(v, ""); err != nil || v == "" {
+			return fmt.Errorf("%q is not an interface name or pattern", v)
+		}
+		c.cloudInterfaces = append(c.cloudInterfaces, v)
 		return nil
 	})
 	fs.StringVar(&nodeUser, "node-user", actors.DefaultNodeUser, "unprivileged account node processes run as when labd runs as root")
@@ -327,6 +336,7 @@ func serve(ctx context.Context, args []string) error {
 		QEMU:                qemu.Finder{Dirs: c.qemuDirs},
 		QEMUShutdownTimeout: c.qemuShutdown,
 		QEMUOptions:         c.qemuOptions,
+		CloudInterfaces:     c.cloudInterfaces,
 		NodeUser:            c.nodeUser,
 		KeepNodes:           c.keepNodes,
 		Logger:              log.With("component", "actors"),

@@ -22,33 +22,94 @@ import (
 // every value of its field's type (400 otherwise). An empty body decodes
 // as {} when emptyOK.
 func decodeBody(r *http.Request, v any, maxBytes int64, emptyOK bool) error {
+	b, err := readBody(r, maxBytes, emptyOK)
+	if err != nil || b == nil {
+		return err
+	}
+	return decodeObject(b, v)
+}
+
+// readBody reads r's body, which must be one JSON object of at most
+// maxBytes (413 beyond) in valid UTF-8: decodeBody in two steps, for the
+// routes that must look into a body before they know its type (GNS3
+// 1.5's device_type). It returns nil for an empty body when emptyOK.
+func readBody(r *http.Request, maxBytes int64, emptyOK bool) ([]byte, error) {
 	if r.ContentLength > maxBytes {
-		return tooLarge("Request body too large: the limit is %d bytes", maxBytes)
+		return nil, tooLarge("Request body too large: the limit is %d bytes", maxBytes)
 	}
 	b, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, maxBytes))
 	if err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			return tooLarge("Request body too large: the limit is %d bytes", maxBytes)
+			return nil, tooLarge("Request body too large: the limit is %d bytes", maxBytes)
 		}
-		return newHTTPError(http.StatusBadRequest, "Could not read the request body: %v", err)
+		return nil, newHTTPError(http.StatusBadRequest, "Could not read the request body: %v", err)
 	}
 	if err := checkText(b); err != nil {
-		return newHTTPError(http.StatusBadRequest, "Invalid JSON: %v", err)
+		return nil, newHTTPError(http.StatusBadRequest, "Invalid JSON: %v", err)
 	}
 	b = bytes.TrimSpace(b)
 	if len(b) == 0 {
 		if emptyOK {
-			return nil
+			return nil, nil
 		}
-		return newHTTPError(http.StatusBadRequest, "Invalid JSON: the request needs a JSON object body")
+		return nil, newHTTPError(http.StatusBadRequest, "Invalid JSON: the request needs a JSON object body")
 	}
 	if b[0] != '{' {
-		return newHTTPError(http.StatusBadRequest, "Invalid JSON: the body must be a JSON object")
+		return nil, newHTTPError(http.StatusBadRequest, "Invalid JSON: the body must be a JSON object")
 	}
+	return b, nil
+}
+
+// decodeObject decodes a body readBody returned into v, strictly.
+func decodeObject(b []byte, v any) error {
 	if err := decodeStrict(b, v); err != nil {
 		return newHTTPError(http.StatusBadRequest, "Invalid JSON: %s", describeJSONError(err))
 	}
 	return nil
+}
+
+// decodeItems decodes the items of the array member name one by one into
+// Ts, each as strictly as a body, so that an error names the item and its
+// member ("ports_mapping[2].vlan"): encoding/json reports neither the
+// index nor, through field's UnmarshalJSON, the inner member.
+func decodeItems[T any](name string, raw []json.RawMessage) ([]T, error) {
+	out := make([]T, len(raw))
+	for i, b := range raw {
+		where := fmt.Sprintf("%s[%d]", name, i)
+		if len(b) == 0 || b[0] != '{' {
+			return nil, badRequest("field %q must be an object, not %s", where, jsonType(b))
+		}
+		if err := decodeStrict(b, &out[i]); err != nil {
+			if te, ok := errors.AsType[*json.UnmarshalTypeError](err); ok {
+				if f := memberPath(te.Field); f != "" {
+					where += "." + f
+				}
+				return nil, badRequest("field %q must be %s, not %s", where, kindOf(te.Type), te.Value)
+			}
+			return nil, badRequest("%s: %s", where, describeJSONError(err))
+		}
+	}
+	return out, nil
+}
+
+// jsonType names the type of a JSON value as encoding/json does in its
+// type errors.
+func jsonType(b []byte) string {
+	switch {
+	case len(b) == 0:
+		return "nothing"
+	case b[0] == 'n':
+		return "null"
+	case b[0] == 't' || b[0] == 'f':
+		return "bool"
+	case b[0] == '"':
+		return "string"
+	case b[0] == '[':
+		return "array"
+	case b[0] == '{':
+		return "object"
+	}
+	return "number"
 }
 
 // tooLarge is the 413 of a body over its limit. The body's rest is

@@ -228,3 +228,74 @@ func FuzzProjectUpdateV1(f *testing.F) {
 		}
 	})
 }
+
+// fuzzNodeUpdate fuzzes the PUT of one node: a refused body changes
+// nothing, an accepted one answers the node as GET then serves it.
+func fuzzNodeUpdate(f *testing.F, d *daemon, path string, seeds []string) {
+	for _, s := range seeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		before := lastSeqOf(t, d)
+		was := serve(t, d, "GET", path, nil).Body.String()
+		rec := serve(t, d, "PUT", path, body)
+		m := checkFuzzReply(t, rec, body)
+		if m == nil {
+			if after := lastSeqOf(t, d); after != before {
+				t.Fatalf("refused with %d, yet the stream went from %d to %d; body %q", rec.Code, before, after, body)
+			}
+			if now := serve(t, d, "GET", path, nil).Body.String(); now != was {
+				t.Fatalf("refused with %d, yet the node changed:\n%s\nto\n%s", rec.Code, was, now)
+			}
+			return
+		}
+		if rec.Code != http.StatusOK {
+			t.Fatalf("status %d, want 200 or a 4xx; body %q", rec.Code, body)
+		}
+		got := serve(t, d, "GET", path, nil)
+		var g map[string]any
+		if got.Code != 200 || json.Unmarshal(got.Body.Bytes(), &g) != nil || !reflect.DeepEqual(g, m) {
+			t.Fatalf("updated %v, then GET answers %d %s", m, got.Code, got.Body)
+		}
+	})
+}
+
+func FuzzSwitchUpdateV2(f *testing.F) {
+	d := startDaemon(f, daemonOptions{maxBodyBytes: fuzzBodyLimit})
+	p := d.createProject("fuzzed")
+	o := d.do("POST", "/v2/compute/projects/"+p+"/ethernet_switch/nodes", `{"name": "SW"}`).expect(f, 201, "").object(f)
+	fuzzNodeUpdate(f, d, "/v2/compute/projects/"+p+"/ethernet_switch/nodes/"+o["node_id"].(string), []string{
+		`{"name": "SW2"}`,
+		`{"ports_mapping": [{"name": "a", "port_number": 0, "type": "access", "vlan": 10}]}`,
+		`{"ports_mapping": [{"name": "a", "port_number": 3, "type": "dot1q", "vlan": 1}, {"name": "b", "port_number": 1, "type": "qinq", "vlan": 4094, "ethertype": "0x88A8"}]}`,
+		`{"ports_mapping": []}`,
+		`{"console_type": "telnet", "console": 5000}`,
+		`{"console_type": "none", "status": "started", "node_id": "3c1be6f9-b4ba-4737-b209-63c47c23359f"}`,
+		`{"ports_mapping": [{"name": "a", "port_number": 0, "type": "access", "vlan": 4095}]}`,
+		`{"ports_mapping": [{"name": "a", "port_number": 0, "type": "access", "vlan": 1}, {"name": "b", "port_number": 0, "type": "access", "vlan": 1}]}`,
+		`{"ports_mapping": [{"name": "a", "port_number": 0, "type": "trunk"}]}`,
+		`{"ports_mapping": [{"name": "a", "port_number": 0, "type": "access", "x": 1}]}`,
+		`{"ports_mapping": [null]}`,
+		`{"ports_mapping": {}}`,
+		`{"name": null}`,
+		`[]`,
+	})
+}
+
+func FuzzCloudUpdateV2(f *testing.F) {
+	d := startDaemon(f, daemonOptions{maxBodyBytes: fuzzBodyLimit})
+	p := d.createProject("fuzzed")
+	o := d.do("POST", "/v2/compute/projects/"+p+"/cloud/nodes", `{"name": "C", "ports_mapping": []}`).expect(f, 201, "").object(f)
+	fuzzNodeUpdate(f, d, "/v2/compute/projects/"+p+"/cloud/nodes/"+o["node_id"].(string), []string{
+		`{"name": "C2", "remote_console_host": "h", "remote_console_port": 80, "remote_console_type": "http", "remote_console_http_path": "/"}`,
+		`{"ports_mapping": [{"name": "u", "port_number": 0, "type": "udp", "lport": 20000, "rhost": "127.0.0.1", "rport": 20001}]}`,
+		`{"ports_mapping": [{"name": "t", "port_number": 1, "type": "tap", "interface": "bad/name"}]}`,
+		`{"ports_mapping": [{"name": "e", "port_number": 1, "type": "ethernet"}]}`,
+		`{"interfaces": [{"name": "eth0", "type": "ethernet", "special": false}]}`,
+		`{"remote_console_port": null}`,
+		`{"remote_console_port": 0}`,
+		`{"ports_mapping": [{"name": "u", "port_number": 0, "type": "udp", "lport": 1, "rhost": "", "rport": 1}]}`,
+		`{"status": "stopped", "node_directory": "/x"}`,
+		`{`,
+	})
+}

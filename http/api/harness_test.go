@@ -71,6 +71,8 @@ type daemonOptions struct {
 	// keepNodes leaves node processes running when the daemon stops, for
 	// a daemon started next on the same dataDir to adopt.
 	keepNodes bool
+	// cloudInterfaces are the host interfaces clouds may use.
+	cloudInterfaces []string
 	// qemuOptions is the QEMU options policy; zero: labd's allowlist.
 	qemuOptions qemu.OptionPolicy
 	// authUser and authPassword require HTTP Basic when authUser is set.
@@ -130,6 +132,7 @@ func startDaemon(t testing.TB, o daemonOptions) *daemon {
 		ComputeID: o.computeID, Store: store, ProjectsDir: projects, UDPPorts: pool, ConsolePorts: consoles, VPCSPath: o.vpcsPath, Logger: log,
 		Images: qemu.Images{Root: filepath.Join(dataDir, "images")}, QEMUShutdownTimeout: o.qemuShutdownTimeout,
 		QEMUOptions: o.qemuOptions, NodeUser: actorstest.NodeUser(t, dataDir), KeepNodes: o.keepNodes,
+		CloudInterfaces: o.cloudInterfaces,
 	}, state)
 	if err != nil {
 		t.Fatal(err)

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"os"
@@ -19,8 +20,9 @@ import (
 	"labd/replay"
 )
 
-// The routes every node kind shares, built on the route templates of the
-// kind: lifecycle, links (NIOs and captures), consoles.
+// The handlers every node kind shares, built for one route group of the
+// table (kinds.go): create, get, update, lifecycle, links (NIOs and
+// captures), consoles. What differs between kinds is their wire.
 
 // newNodeRef returns the node a create names, or a fresh id.
 func newNodeRef(projectID string, id field[string], what string) (actors.NodeRef, error) {
@@ -48,28 +50,145 @@ func nodeRefParam(ps httprouter.Params, param string) (actors.NodeRef, error) {
 	return actors.NodeRef{ProjectID: pid, NodeID: nid}, err
 }
 
-// portParams parses {adapter_number} and {port_number} (digits by the
+// portNumbers parses {adapter_number} and {port_number} (digits by the
 // route's pattern, bounded here).
-func portParams(ps httprouter.Params) (adapter, port int, err error) {
-	a, err1 := strconv.Atoi(ps.ByName("adapter_number"))
-	p, err2 := strconv.Atoi(ps.ByName("port_number"))
+func portNumbers(adapter, port string) (int, int, error) {
+	a, err1 := strconv.Atoi(adapter)
+	p, err2 := strconv.Atoi(port)
 	if err1 != nil || err2 != nil || a > 65535 || p > 65535 {
 		return 0, 0, newHTTPError(http.StatusBadRequest, "adapter and port numbers must be integers between 0 and 65535")
 	}
 	return a, p, nil
 }
 
-func (s *Server) getNode(param string, out func(*replay.Node) any) handler {
+// nodeRef parses the node a route of g names.
+func (g *routeGroup) nodeRef(ps httprouter.Params) (actors.NodeRef, error) {
+	return nodeRefParam(ps, g.param)
+}
+
+// portRef parses the node and port a port route of g names: a GNS3 1.5
+// device's ports have no adapter, which labd numbers 0.
+func (g *routeGroup) portRef(ps httprouter.Params) (actors.NodeRef, int, int, error) {
+	ref, err := g.nodeRef(ps)
+	if err != nil {
+		return ref, 0, 0, err
+	}
+	adapter := "0"
+	if g.ops&opDevicePorts == 0 {
+		adapter = ps.ByName("adapter_number")
+	}
+	a, p, err := portNumbers(adapter, ps.ByName("port_number"))
+	return ref, a, p, err
+}
+
+// createNode serves a create: the wire of the kind the route (or, on a
+// segment several kinds share, device_type) names decodes the body.
+func (s *Server) createNode(g *routeGroup) handler {
 	return func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
-		ref, err := nodeRefParam(ps, param)
+		pid, err := projectIDParam(ps)
 		if err != nil {
 			return err
 		}
-		n, err := s.cfg.Client.Node(ref.ProjectID, ref.NodeID)
+		body, err := readBody(r, s.cfg.MaxBodyBytes, false)
 		if err != nil {
 			return err
 		}
-		writeJSON(w, http.StatusOK, out(n))
+		k, err := g.createKind(body)
+		if err != nil {
+			return err
+		}
+		if k.wire == nil {
+			return s.refuseCreate(k, g.v, pid, body)
+		}
+		cmd, err := k.wire.create(g.v, pid, body)
+		if err != nil {
+			return err
+		}
+		n, err := s.cfg.Client.CreateNode(r.Context(), cmd)
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusCreated, s.nodeView(n, g.v))
+		return nil
+	}
+}
+
+// createKind returns the kind a create on g makes.
+func (g *routeGroup) createKind(body []byte) (*nodeKind, error) {
+	if len(g.kinds) == 1 {
+		return g.kinds[0], nil
+	}
+	// The kind's own body type is strict; this look is not, the rest of
+	// the body is that type's to judge.
+	var peek struct {
+		DeviceType field[string] `json:"device_type"`
+	}
+	if err := json.Unmarshal(body, &peek); err != nil {
+		return nil, newHTTPError(http.StatusBadRequest, "Invalid JSON: %s", describeJSONError(err))
+	}
+	if !peek.DeviceType.Set {
+		return nil, badRequest("field \"device_type\" is required")
+	}
+	for _, k := range g.kinds {
+		if g.routes(k).deviceType == peek.DeviceType.Value {
+			return k, nil
+		}
+	}
+	// GNS3 1.5's DynamipsError, a 409.
+	return nil, actors.Conflict("Unknown device type: %s", peek.DeviceType.Value)
+}
+
+// routeNode reads the node a route of g names.
+func (s *Server) routeNode(g *routeGroup, ps httprouter.Params) (*replay.Node, error) {
+	ref, err := g.nodeRef(ps)
+	if err != nil {
+		return nil, err
+	}
+	return s.cfg.Client.Node(ref.ProjectID, ref.NodeID)
+}
+
+func (s *Server) getNode(g *routeGroup) handler {
+	return func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
+		n, err := s.routeNode(g, ps)
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, s.nodeView(n, g.v))
+		return nil
+	}
+}
+
+// updateNode serves a PUT of the node: its kind's wire decodes the body.
+func (s *Server) updateNode(g *routeGroup) handler {
+	return func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
+		ref, err := g.nodeRef(ps)
+		if err != nil {
+			return err
+		}
+		k, cur := g.kinds[0], (*replay.Node)(nil)
+		if len(g.kinds) > 1 {
+			// The node's kind picks the body's type.
+			if cur, err = s.cfg.Client.Node(ref.ProjectID, ref.NodeID); err != nil {
+				return err
+			}
+			k = g.kindOf(cur.Kind) // ofKind made sure it is one of g's
+		}
+		body, err := readBody(r, s.cfg.MaxBodyBytes, false)
+		if err != nil {
+			return err
+		}
+		if k.wire == nil {
+			return s.unavailable(k, g.v)
+		}
+		cmd, err := k.wire.update(g.v, ref, cur, body)
+		if err != nil {
+			return err
+		}
+		n, err := s.cfg.Client.NodeDo(r.Context(), cmd)
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, s.nodeView(n, g.v))
 		return nil
 	}
 }
@@ -97,31 +216,29 @@ func (s *Server) runNode(mk func(httprouter.Params) (actors.NodeCommand, error),
 	}
 }
 
-func noContent(w http.ResponseWriter, _ *replay.Node) { w.WriteHeader(http.StatusNoContent) }
-
-// nodeLifecycleRoutes registers delete, start, stop, reload and suspend.
-// GNS3 2.2 answers a VPCS or QEMU start with 200 and the node; 1.5 with 204.
-func (s *Server) nodeLifecycleRoutes(base, param string, out func(*replay.Node) any, startReturnsNode bool) {
-	do := func(mk func(actors.NodeRef) actors.NodeCommand, reply func(http.ResponseWriter, *replay.Node)) handler {
-		return s.runNode(func(ps httprouter.Params) (actors.NodeCommand, error) {
-			ref, err := nodeRefParam(ps, param)
-			return mk(ref), err
-		}, reply)
-	}
-	startReply := noContent
-	if startReturnsNode {
-		startReply = func(w http.ResponseWriter, n *replay.Node) { writeJSON(w, http.StatusOK, out(n)) }
-	}
-	s.route("DELETE", base, do(func(r actors.NodeRef) actors.NodeCommand { return actors.DeleteNode{NodeRef: r} }, noContent))
-	s.route("POST", base+"/start", do(func(r actors.NodeRef) actors.NodeCommand { return actors.StartNode{NodeRef: r} }, startReply))
-	s.route("POST", base+"/stop", do(func(r actors.NodeRef) actors.NodeCommand { return actors.StopNode{NodeRef: r} }, noContent))
-	s.route("POST", base+"/reload", do(func(r actors.NodeRef) actors.NodeCommand { return actors.ReloadNode{NodeRef: r} }, noContent))
-	s.route("POST", base+"/suspend", do(func(r actors.NodeRef) actors.NodeCommand { return actors.SuspendNode{NodeRef: r} }, noContent))
+// nodeCommand serves a node command that names only the node.
+func (s *Server) nodeCommand(g *routeGroup, mk func(actors.NodeRef) actors.NodeCommand, reply func(http.ResponseWriter, *replay.Node)) handler {
+	return s.runNode(func(ps httprouter.Params) (actors.NodeCommand, error) {
+		ref, err := g.nodeRef(ps)
+		return mk(ref), err
+	}, reply)
 }
 
-func (s *Server) duplicateNode(param string, out func(*replay.Node) any) handler {
+func noContent(w http.ResponseWriter, _ *replay.Node) { w.WriteHeader(http.StatusNoContent) }
+
+// startNode serves a start. GNS3 2.2 answers a VPCS or QEMU start with 200
+// and the node (opStartReply); 1.5, and 2.2 for other kinds, with 204.
+func (s *Server) startNode(g *routeGroup) handler {
+	reply := noContent
+	if g.ops&opStartReply != 0 {
+		reply = func(w http.ResponseWriter, n *replay.Node) { writeJSON(w, http.StatusOK, s.nodeView(n, g.v)) }
+	}
+	return s.nodeCommand(g, func(r actors.NodeRef) actors.NodeCommand { return actors.StartNode{NodeRef: r} }, reply)
+}
+
+func (s *Server) duplicateNode(g *routeGroup) handler {
 	return func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
-		ref, err := nodeRefParam(ps, param)
+		ref, err := g.nodeRef(ps)
 		if err != nil {
 			return err
 		}
@@ -142,7 +259,7 @@ func (s *Server) duplicateNode(param string, out func(*replay.Node) any) handler
 		if err != nil {
 			return err
 		}
-		writeJSON(w, http.StatusCreated, out(n))
+		writeJSON(w, http.StatusCreated, s.nodeView(n, g.v))
 		return nil
 	}
 }
@@ -187,6 +304,11 @@ func (s *Server) decodeNIO(r *http.Request) (events.NIO, error) {
 	if err := decodeBody(r, &b, s.cfg.MaxBodyBytes, false); err != nil {
 		return events.NIO{}, err
 	}
+	return checkNIO(b)
+}
+
+// checkNIO checks a decoded NIO.
+func checkNIO(b nioBody) (events.NIO, error) {
 	switch {
 	case !b.Type.Set:
 		return events.NIO{}, badRequest("field \"type\" is required")
@@ -209,19 +331,14 @@ func (s *Server) decodeNIO(r *http.Request) (events.NIO, error) {
 		Filters: b.Filters.Value, Suspend: b.Suspend.Value}, nil
 }
 
-// nodeLinkRoutes registers the NIO and capture routes of a port.
-func (s *Server) nodeLinkRoutes(base, param string) {
-	port := base + "/adapters/{adapter_number:\\d+}/ports/{port_number:\\d+}"
-	parse := func(ps httprouter.Params) (actors.NodeRef, int, int, error) {
-		ref, err := nodeRefParam(ps, param)
-		if err != nil {
-			return ref, 0, 0, err
-		}
-		a, p, err := portParams(ps)
-		return ref, a, p, err
+// addNIO serves POST nio. On a GNS3 1.5 device the NIO comes wrapped
+// with the port's settings (deviceNIO).
+func (s *Server) addNIO(g *routeGroup) handler {
+	if g.ops&opDevicePorts != 0 {
+		return s.deviceNIO(g)
 	}
-	s.route("POST", port+"/nio", func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
-		ref, a, p, err := parse(ps)
+	return func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
+		ref, a, p, err := g.portRef(ps)
 		if err != nil {
 			return err
 		}
@@ -235,9 +352,12 @@ func (s *Server) nodeLinkRoutes(base, param string) {
 		// GNS3 echoes the NIO without its filters and suspend.
 		writeJSON(w, http.StatusCreated, nioJSON{Type: n.Type, LPort: n.LPort, RHost: n.RHost, RPort: n.RPort})
 		return nil
-	})
-	s.route("PUT", port+"/nio", func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
-		ref, a, p, err := parse(ps)
+	}
+}
+
+func (s *Server) updateNIO(g *routeGroup) handler {
+	return func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
+		ref, a, p, err := g.portRef(ps)
 		if err != nil {
 			return err
 		}
@@ -255,13 +375,19 @@ func (s *Server) nodeLinkRoutes(base, param string) {
 		writeJSON(w, http.StatusCreated, nioJSON{Type: l.NIO.Type, LPort: l.NIO.LPort, RHost: l.NIO.RHost, RPort: l.NIO.RPort,
 			Filters: l.NIO.Filters, Suspend: &suspend})
 		return nil
-	})
-	s.route("DELETE", port+"/nio", s.runNode(func(ps httprouter.Params) (actors.NodeCommand, error) {
-		ref, a, p, err := parse(ps)
+	}
+}
+
+func (s *Server) removeNIO(g *routeGroup) handler {
+	return s.runNode(func(ps httprouter.Params) (actors.NodeCommand, error) {
+		ref, a, p, err := g.portRef(ps)
 		return actors.RemoveNIO{NodeRef: ref, Adapter: a, Port: p}, err
-	}, noContent))
-	s.route("POST", port+"/start_capture", func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
-		ref, a, p, err := parse(ps)
+	}, noContent)
+}
+
+func (s *Server) startCapture(g *routeGroup) handler {
+	return func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
+		ref, a, p, err := g.portRef(ps)
 		if err != nil {
 			return err
 		}
@@ -288,13 +414,20 @@ func (s *Server) nodeLinkRoutes(base, param string) {
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"pcap_file_path": path})
 		return nil
-	})
-	s.route("POST", port+"/stop_capture", s.runNode(func(ps httprouter.Params) (actors.NodeCommand, error) {
-		ref, a, p, err := parse(ps)
+	}
+}
+
+func (s *Server) stopCapture(g *routeGroup) handler {
+	return s.runNode(func(ps httprouter.Params) (actors.NodeCommand, error) {
+		ref, a, p, err := g.portRef(ps)
 		return actors.StopCapture{NodeRef: ref, Adapter: a, Port: p}, err
-	}, noContent))
-	s.route("GET", port+"/pcap", func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
-		ref, a, p, err := parse(ps)
+	}, noContent)
+}
+
+// streamCapture serves GET pcap: the capture file, followed live.
+func (s *Server) streamCapture(g *routeGroup) handler {
+	return func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
+		ref, a, p, err := g.portRef(ps)
 		if err != nil {
 			return err
 		}
@@ -313,13 +446,13 @@ func (s *Server) nodeLinkRoutes(base, param string) {
 			return nil // the client went away
 		}
 		return err
-	})
+	}
 }
 
-// nodeConsoleRoutes registers console/ws and console/reset.
-func (s *Server) nodeConsoleRoutes(base, param string) {
-	s.route("GET", base+"/console/ws", func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
-		ref, err := nodeRefParam(ps, param)
+// consoleWS serves console/ws: a WebSocket bridged to the node's console.
+func (s *Server) consoleWS(g *routeGroup) handler {
+	return func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
+		ref, err := g.nodeRef(ps)
 		if err != nil {
 			return err
 		}
@@ -341,9 +474,9 @@ func (s *Server) nodeConsoleRoutes(base, param string) {
 		_ = proxy.Serve(ctx, conn)
 		c.Close(websocket.StatusNormalClosure, "")
 		return nil
-	})
-	s.route("POST", base+"/console/reset", s.runNode(func(ps httprouter.Params) (actors.NodeCommand, error) {
-		ref, err := nodeRefParam(ps, param)
-		return actors.ResetConsole{NodeRef: ref}, err
-	}, noContent))
+	}
+}
+
+func (s *Server) resetConsole(g *routeGroup) handler {
+	return s.nodeCommand(g, func(r actors.NodeRef) actors.NodeCommand { return actors.ResetConsole{NodeRef: r} }, noContent)
 }

@@ -367,7 +367,6 @@ func (s *Server) routes() {
 	s.fileRoutes()
 	s.networkRoutes()
 	s.notificationRoutes()
-	s.vpcsRoutes()
-	s.qemuRoutes()
+	s.kindRoutes()
 	s.qemuImageRoutes()
 }

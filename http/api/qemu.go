@@ -1,10 +1,6 @@
 package api
 
 import (
-	"net/http"
-
-	"github.com/julienschmidt/httprouter"
-
 	"labd/actors"
 	"labd/actors/qemu"
 	"labd/replay"
@@ -191,19 +187,6 @@ func (s *Server) v1QEMU(n *replay.Node) qemuV1 {
 	}
 }
 
-// nodeView renders a node in the API version's shape for its kind.
-func (s *Server) nodeView(n *replay.Node, v apiVersion) any {
-	switch {
-	case n.Kind == actors.KindQEMU && v == v1:
-		return s.v1QEMU(n)
-	case n.Kind == actors.KindQEMU:
-		return s.v2QEMU(n)
-	case v == v1:
-		return s.v1VPCS(n)
-	}
-	return s.v2VPCS(n)
-}
-
 // qemuProps are the members of a QEMU create or update besides the
 // node's own. GNS3 1.5's acpi_shutdown is 2.2's on_close
 // shutdown_signal; "platform": "null" is no platform, as GNS3 has it.
@@ -251,94 +234,50 @@ type qemuUpdate struct {
 	qemuProps
 }
 
-func (s *Server) qemuRoutes() {
-	const v1Base, v2Base = "/v1/projects/{project_id}/qemu/vms", "/v2/compute/projects/{project_id}/qemu/nodes"
-	const v1Node, v2Node = v1Base + "/{vm_id}", v2Base + "/{node_id}"
-	out := func(v apiVersion) func(*replay.Node) any {
-		return func(n *replay.Node) any { return s.nodeView(n, v) }
-	}
-	create := func(v apiVersion) handler {
-		return func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
-			pid, err := projectIDParam(ps)
-			if err != nil {
-				return err
-			}
-			var body qemuCreate
-			if err := decodeBody(r, &body, s.cfg.MaxBodyBytes, false); err != nil {
-				return err
-			}
-			id, what, other := body.NodeID, "Node", "vm_id"
-			if v == v1 {
-				id, what, other = body.VMID, "VM", "node_id"
-			}
-			if (v == v1 && body.NodeID.Set) || (v != v1 && body.VMID.Set) {
-				return badRequest("additional property %q is not allowed", other)
-			}
-			cmd, err := body.command(pid, id, what, actors.KindQEMU)
-			if err != nil {
-				return err
-			}
-			ct, err := checkConsoleType(body.ConsoleType, qemu.ConsoleTypes)
-			if err != nil {
-				return err
-			}
-			if ct != nil {
-				cmd.ConsoleType = *ct
-			}
-			if cmd.QEMU, err = body.patch(v); err != nil {
-				return err
-			}
-			n, err := s.cfg.Client.CreateNode(r.Context(), cmd)
-			if err != nil {
-				return err
-			}
-			writeJSON(w, http.StatusCreated, s.nodeView(n, v))
-			return nil
-		}
-	}
-	update := func(v apiVersion, param string) handler {
-		return func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
-			ref, err := nodeRefParam(ps, param)
-			if err != nil {
-				return err
-			}
-			var body qemuUpdate
-			if err := decodeBody(r, &body, s.cfg.MaxBodyBytes, false); err != nil {
-				return err
-			}
-			cmd, err := body.command(ref, qemu.ConsoleTypes)
-			if err != nil {
-				return err
-			}
-			if cmd.QEMU, err = body.patch(v); err != nil {
-				return err
-			}
-			n, err := s.cfg.Client.NodeDo(r.Context(), cmd)
-			if err != nil {
-				return err
-			}
-			writeJSON(w, http.StatusOK, s.nodeView(n, v))
-			return nil
-		}
-	}
+// qemuWire is QEMU's wire: one body type for both versions' creates and
+// updates (1.5's members are 2.2's, acpi_shutdown aside), and a shape per
+// version.
+type qemuWire struct{}
 
-	s.route("POST", v1Base, create(v1))
-	s.route("POST", v2Base, create(v2))
-	s.route("GET", v1Node, s.getNode("vm_id", out(v1)))
-	s.route("GET", v2Node, s.getNode("node_id", out(v2)))
-	s.route("PUT", v1Node, update(v1, "vm_id"))
-	s.route("PUT", v2Node, update(v2, "node_id"))
-	s.nodeLifecycleRoutes(v1Node, "vm_id", out(v1), false)
-	s.nodeLifecycleRoutes(v2Node, "node_id", out(v2), true)
-	for _, r := range []struct{ base, param string }{{v1Node, "vm_id"}, {v2Node, "node_id"}} {
-		param := r.param
-		s.route("POST", r.base+"/resume", s.runNode(func(ps httprouter.Params) (actors.NodeCommand, error) {
-			ref, err := nodeRefParam(ps, param)
-			return actors.ResumeNode{NodeRef: ref}, err
-		}, noContent))
+func (qemuWire) create(v apiVersion, pid string, b []byte) (actors.CreateNode, error) {
+	var body qemuCreate
+	if err := decodeObject(b, &body); err != nil {
+		return actors.CreateNode{}, err
 	}
-	s.nodeLinkRoutes(v1Node, "vm_id")
-	s.nodeLinkRoutes(v2Node, "node_id")
-	s.nodeConsoleRoutes(v2Node, "node_id")
-	s.route("POST", v2Node+"/duplicate", s.duplicateNode("node_id", out(v2)))
+	id, what, other := body.NodeID, "Node", "vm_id"
+	if v == v1 {
+		id, what, other = body.VMID, "VM", "node_id"
+	}
+	if (v == v1 && body.NodeID.Set) || (v != v1 && body.VMID.Set) {
+		return actors.CreateNode{}, badRequest("additional property %q is not allowed", other)
+	}
+	cmd, err := body.command(pid, id, what, qemu.Kind)
+	if err != nil {
+		return cmd, err
+	}
+	if err := createConsoleType(&cmd, body.ConsoleType, qemu.ConsoleTypes); err != nil {
+		return cmd, err
+	}
+	cmd.Props, err = body.patch(v)
+	return cmd, err
+}
+
+func (qemuWire) update(v apiVersion, ref actors.NodeRef, _ *replay.Node, b []byte) (actors.UpdateNode, error) {
+	var body qemuUpdate
+	if err := decodeObject(b, &body); err != nil {
+		return actors.UpdateNode{}, err
+	}
+	cmd, err := body.command(ref, qemu.ConsoleTypes)
+	if err != nil {
+		return cmd, err
+	}
+	cmd.Props, err = body.patch(v)
+	return cmd, err
+}
+
+func (qemuWire) render(s *Server, v apiVersion, n *replay.Node) any {
+	if v == v1 {
+		return s.v1QEMU(n)
+	}
+	return s.v2QEMU(n)
 }

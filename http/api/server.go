@@ -3,7 +3,8 @@
 // it, on httprouter. Handlers decode and validate requests strictly, turn
 // them into calls on actors.Client, and render replies and notification
 // streams in GNS3's shapes; errors are mapped to statuses in one place
-// (writeError).
+// (writeError). The node routes of every kind come from one route table
+// (kinds.go), each kind's wire shapes in a type of their own.
 //
 // It imports actors, http/notify, http/access (its guards), events
 // (notification payloads), replay (snapshots), nio (port ranges) and host.
@@ -167,15 +168,11 @@ type handler func(w http.ResponseWriter, r *http.Request, p httprouter.Params) e
 // the X-Route header GNS3 clients read.
 func (s *Server) route(method, template string, h handler) {
 	pattern, checks := routerPattern(template)
-	kind := nodeKindRoute.FindStringSubmatch(template)
 	s.router.Handle(method, pattern, func(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
 		w.Header().Set("X-Route", template)
 		rw := &responseWriter{ResponseWriter: w}
 		start := time.Now()
 		err := checkParams(p, checks)
-		if err == nil && kind != nil {
-			err = s.checkNodeKind(p, kind[1], kind[2])
-		}
 		if err == nil {
 			err = h(rw, r, p)
 		}
@@ -196,24 +193,6 @@ func (s *Server) route(method, template string, h handler) {
 			s.log.Debug("request", "method", r.Method, "path", r.URL.Path, "route", template, "status", rw.status, "duration", time.Since(start))
 		}
 	})
-}
-
-// nodeKindRoute matches the templates of the routes of one node kind that
-// name a node: such a route serves only nodes of its kind.
-var nodeKindRoute = regexp.MustCompile(`/(vpcs|qemu)/(?:vms|nodes)/\{(vm_id|node_id)\}`)
-
-// checkNodeKind answers as GNS3 does (each kind has its own manager) when
-// a route of one kind names a node of another: the node does not exist
-// there. Malformed ids are left to the handler.
-func (s *Server) checkNodeKind(p httprouter.Params, kind, param string) error {
-	ref, err := nodeRefParam(p, param)
-	if err != nil {
-		return nil
-	}
-	if n, err := s.cfg.Client.Node(ref.ProjectID, ref.NodeID); err == nil && n.Kind != kind {
-		return actors.NotFound("Node ID %s doesn't exist", ref.NodeID)
-	}
-	return nil
 }
 
 var templateParam = regexp.MustCompile(`\{([a-z_]+)(?::([^}]+))?\}`)
@@ -300,13 +279,25 @@ func newHTTPError(status int, format string, args ...any) *httpError {
 
 func (e *httpError) Error() string { return e.msg }
 
+// nodeError is a node error of a v2 route that GNS3 answers with the
+// class of its exception beside the message ({"exception":
+// "DynamipsError"}): the refusals of the kinds labd cannot run, whose
+// clients may tell them apart by it.
+type nodeError struct {
+	exception string
+	err       error
+}
+
+func (e *nodeError) Error() string { return e.err.Error() }
+func (e *nodeError) Unwrap() error { return e.err }
+
 // errorBody is GNS3's error shape.
 type errorBody struct {
 	Status  int    `json:"status"`
 	Message string `json:"message"`
 	// Image and Exception are set for a missing image, in the shape of
 	// GNS3's ImageMissingError: a controller uploads the image and
-	// retries.
+	// retries. Exception alone is set for a nodeError.
 	Image     string `json:"image,omitempty"`
 	Exception string `json:"exception,omitempty"`
 }
@@ -355,6 +346,9 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	body := errorBody{Status: status, Message: msg}
 	if missing, ok := errors.AsType[*qemu.MissingError](err); ok && status == http.StatusConflict {
 		body.Image, body.Exception = missing.Image, "ImageMissingError"
+	}
+	if ne, ok := errors.AsType[*nodeError](err); ok && status == http.StatusConflict {
+		body.Exception = ne.exception
 	}
 	writeJSON(w, status, body)
 }

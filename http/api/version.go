@@ -24,9 +24,6 @@ type capabilitiesJSON struct {
 	Version   string   `json:"version"`
 }
 
-// nodeTypes are the node kinds this build runs.
-var nodeTypes = []string{"vpcs"}
-
 func (s *Server) versionRoutes() {
 	// "local" is GNS3's --local mode, in which the server trusts any path
 	// its client names. labd never does.
@@ -55,7 +52,7 @@ func (s *Server) versionRoutes() {
 	})
 	s.route("GET", "/v2/compute/capabilities", func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) error {
 		writeJSON(w, http.StatusOK, capabilitiesJSON{
-			NodeTypes: nodeTypes,
+			NodeTypes: s.nodeTypes(),
 			Platform:  runtime.GOOS,
 			Version:   s.cfg.Version,
 		})

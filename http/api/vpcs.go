@@ -6,8 +6,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/julienschmidt/httprouter"
-
 	"labd/actors"
 	"labd/actors/vpcs"
 	"labd/replay"
@@ -78,7 +76,8 @@ type vpcsCreateV1 struct {
 	vpcsCreateCommon
 }
 
-// nodeCreate are the members of a node's own in a create of any kind.
+// nodeCreate are the members of a node's own in a create of a kind with
+// a console.
 type nodeCreate struct {
 	Name    field[string] `json:"name"`
 	Console nullable[int] `json:"console"`
@@ -87,18 +86,22 @@ type nodeCreate struct {
 // command checks the members and returns the create command of a node of
 // kind, id (a fresh one if absent), in project pid.
 func (c nodeCreate) command(pid string, id field[string], what, kind string) (actors.CreateNode, error) {
-	cmd := actors.CreateNode{Kind: kind}
-	var err error
-	if cmd.NodeRef, err = newNodeRef(pid, id, what); err != nil {
-		return cmd, err
-	}
-	name, err := checkNodeName(c.Name, true)
+	cmd, err := newNode(pid, id, what, c.Name, kind)
 	if err != nil {
 		return cmd, err
 	}
-	cmd.Name = *name
 	cmd.Console, err = checkConsole(c.Console)
 	return cmd, err
+}
+
+// createConsoleType sets a create's console type when the body has one,
+// one of consoleTypes.
+func createConsoleType(cmd *actors.CreateNode, t field[string], consoleTypes []string) error {
+	ct, err := checkConsoleType(t, consoleTypes)
+	if ct != nil {
+		cmd.ConsoleType = *ct
+	}
+	return err
 }
 
 // vpcsCreateCommon are the members both versions' VPCS creates share.
@@ -110,12 +113,14 @@ type vpcsCreateCommon struct {
 // command checks the shared members and returns the create command of
 // node id (a fresh one if absent) in project pid.
 func (c vpcsCreateCommon) command(pid string, id field[string], what string) (actors.CreateNode, error) {
-	cmd, err := c.nodeCreate.command(pid, id, what, actors.KindVPCS)
+	cmd, err := c.nodeCreate.command(pid, id, what, vpcs.Kind)
 	if err != nil {
 		return cmd, err
 	}
 	if c.StartupScript.Set && !c.StartupScript.Null {
-		cmd.StartupScript = &c.StartupScript.Value
+		// Props stays a nil interface otherwise: a typed nil would read
+		// as a change.
+		cmd.Props = &vpcs.Patch{StartupScript: &c.StartupScript.Value}
 	}
 	return cmd, nil
 }
@@ -135,8 +140,9 @@ type vpcsCreateV2 struct {
 	vpcsCreateCommon
 }
 
-// nodeUpdate are the members of a node's own in a v2 update of any kind
-// (and a v1 QEMU update).
+// nodeUpdate are the members of a node's own in a v2 VPCS or QEMU update
+// (and a v1 QEMU update); a kind whose update schema is its object's has
+// objectUpdate instead.
 type nodeUpdate struct {
 	Name        nullable[string] `json:"name"`
 	Console     nullable[int]    `json:"console"`
@@ -153,18 +159,26 @@ func (u nodeUpdate) command(ref actors.NodeRef, consoleTypes []string) (actors.U
 			return cmd, err
 		}
 	}
-	if cmd.Console, err = checkConsole(u.Console); err != nil {
-		return cmd, err
-	}
-	cmd.ConsoleType, err = checkConsoleType(u.ConsoleType, consoleTypes)
+	err = updateConsole(&cmd, u.Console, u.ConsoleType, consoleTypes)
 	return cmd, err
+}
+
+// updateConsole checks a v2 update's console and console type (one of
+// consoleTypes) into cmd.
+func updateConsole(cmd *actors.UpdateNode, c nullable[int], t field[string], consoleTypes []string) error {
+	var err error
+	if cmd.Console, err = checkConsole(c); err != nil {
+		return err
+	}
+	cmd.ConsoleType, err = checkConsoleType(t, consoleTypes)
+	return err
 }
 
 // vpcsUpdateV2 is the body of PUT .../vpcs/nodes/{node_id}.
 type vpcsUpdateV2 struct{ nodeUpdate }
 
-// vpcsConsoleTypes are the console types of a VPCS node.
-var vpcsConsoleTypes = []string{actors.ConsoleTelnet, actors.ConsoleNone}
+// vpcsConsoleTypes are the console types of a VPCS node, the driver's.
+func vpcsConsoleTypes() []string { return vpcs.Driver{}.Info().ConsoleTypes }
 
 // checkConsole applies the schemas' console range.
 func checkConsole(c nullable[int]) (*int, error) {
@@ -213,115 +227,61 @@ func badRequest(format string, args ...any) error {
 	return newHTTPError(http.StatusBadRequest, "Invalid JSON: "+format, args...)
 }
 
-func (s *Server) vpcsRoutes() {
-	const v1Base, v2Base = "/v1/projects/{project_id}/vpcs/vms", "/v2/compute/projects/{project_id}/vpcs/nodes"
-	const v1Node, v2Node = v1Base + "/{vm_id}", v2Base + "/{node_id}"
-	v1Out := func(n *replay.Node) any { return s.v1VPCS(n) }
-	v2Out := func(n *replay.Node) any { return s.v2VPCS(n) }
+// vpcsWire is VPCS's wire: GNS3 1.5's VMs and GNS3 2.2's nodes.
+type vpcsWire struct{}
 
-	s.route("POST", v1Base, func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
-		pid, err := projectIDParam(ps)
-		if err != nil {
-			return err
-		}
+func (vpcsWire) create(v apiVersion, pid string, b []byte) (actors.CreateNode, error) {
+	if v == v1 {
 		var body vpcsCreateV1
-		if err := decodeBody(r, &body, s.cfg.MaxBodyBytes, false); err != nil {
-			return err
+		if err := decodeObject(b, &body); err != nil {
+			return actors.CreateNode{}, err
 		}
 		cmd, err := body.command(pid, body.VMID, "VM")
-		if err != nil {
-			return err
-		}
-		cmd.ConsoleType = actors.ConsoleTelnet
-		n, err := s.cfg.Client.CreateNode(r.Context(), cmd)
-		if err != nil {
-			return err
-		}
-		writeJSON(w, http.StatusCreated, s.v1VPCS(n))
-		return nil
-	})
-	s.route("POST", v2Base, func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
-		pid, err := projectIDParam(ps)
-		if err != nil {
-			return err
-		}
-		var body vpcsCreateV2
-		if err := decodeBody(r, &body, s.cfg.MaxBodyBytes, false); err != nil {
-			return err
-		}
-		cmd, err := body.command(pid, body.NodeID, "Node")
-		if err != nil {
-			return err
-		}
-		ct, err := checkConsoleType(body.ConsoleType, vpcsConsoleTypes)
-		if err != nil {
-			return err
-		}
-		if ct != nil {
-			cmd.ConsoleType = *ct
-		}
-		n, err := s.cfg.Client.CreateNode(r.Context(), cmd)
-		if err != nil {
-			return err
-		}
-		writeJSON(w, http.StatusCreated, s.v2VPCS(n))
-		return nil
-	})
+		cmd.ConsoleType = actors.ConsoleTelnet // 1.5 has no other
+		return cmd, err
+	}
+	var body vpcsCreateV2
+	if err := decodeObject(b, &body); err != nil {
+		return actors.CreateNode{}, err
+	}
+	cmd, err := body.command(pid, body.NodeID, "Node")
+	if err != nil {
+		return cmd, err
+	}
+	err = createConsoleType(&cmd, body.ConsoleType, vpcsConsoleTypes())
+	return cmd, err
+}
 
-	s.route("GET", v1Node, s.getNode("vm_id", v1Out))
-	s.route("GET", v2Node, s.getNode("node_id", v2Out))
-
-	s.route("PUT", v1Node, func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
-		ref, err := nodeRefParam(ps, "vm_id")
-		if err != nil {
-			return err
-		}
-		var body vpcsUpdateV1
-		if err := decodeBody(r, &body, s.cfg.MaxBodyBytes, false); err != nil {
-			return err
-		}
-		cmd := actors.UpdateNode{NodeRef: ref}
-		if cmd.Name, err = checkNodeName(body.Name, false); err != nil {
-			return err
-		}
-		if cmd.Console, err = checkConsole(body.Console); err != nil {
-			return err
-		}
-		if body.StartupScript.Set {
-			cmd.StartupScript = &body.StartupScript.Value // null: an empty script
-		}
-		n, err := s.cfg.Client.NodeDo(r.Context(), cmd)
-		if err != nil {
-			return err
-		}
-		writeJSON(w, http.StatusOK, s.v1VPCS(n))
-		return nil
-	})
-	s.route("PUT", v2Node, func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
-		ref, err := nodeRefParam(ps, "node_id")
-		if err != nil {
-			return err
-		}
+func (vpcsWire) update(v apiVersion, ref actors.NodeRef, _ *replay.Node, b []byte) (actors.UpdateNode, error) {
+	if v != v1 {
 		var body vpcsUpdateV2
-		if err := decodeBody(r, &body, s.cfg.MaxBodyBytes, false); err != nil {
-			return err
+		if err := decodeObject(b, &body); err != nil {
+			return actors.UpdateNode{}, err
 		}
-		cmd, err := body.command(ref, vpcsConsoleTypes)
-		if err != nil {
-			return err
-		}
-		n, err := s.cfg.Client.NodeDo(r.Context(), cmd)
-		if err != nil {
-			return err
-		}
-		writeJSON(w, http.StatusOK, s.v2VPCS(n))
-		return nil
-	})
+		return body.command(ref, vpcsConsoleTypes())
+	}
+	var body vpcsUpdateV1
+	if err := decodeObject(b, &body); err != nil {
+		return actors.UpdateNode{}, err
+	}
+	cmd := actors.UpdateNode{NodeRef: ref}
+	var err error
+	if cmd.Name, err = checkNodeName(body.Name, false); err != nil {
+		return cmd, err
+	}
+	if cmd.Console, err = checkConsole(body.Console); err != nil {
+		return cmd, err
+	}
+	if body.StartupScript.Set {
+		script := body.StartupScript.Value // null: an empty script
+		cmd.Props = &vpcs.Patch{StartupScript: &script}
+	}
+	return cmd, nil
+}
 
-	s.nodeLifecycleRoutes(v1Node, "vm_id", v1Out, false)
-	s.nodeLifecycleRoutes(v2Node, "node_id", v2Out, true)
-	s.nodeLinkRoutes(v1Node, "vm_id")
-	s.nodeLinkRoutes(v2Node, "node_id")
-	s.nodeConsoleRoutes(v2Node, "node_id")
-	s.route("POST", v2Node+"/duplicate", s.duplicateNode("node_id", v2Out))
+func (vpcsWire) render(s *Server, v apiVersion, n *replay.Node) any {
+	if v == v1 {
+		return s.v1VPCS(n)
+	}
+	return s.v2VPCS(n)
 }

@@ -23,8 +23,11 @@ const eventQueueLen = 128
 // called. The wrapping error names the cause.
 var ErrClosed = errors.New("connection closed")
 
-// errCloseCalled is the cause of ErrClosed after Close.
-var errCloseCalled = errors.New("closed by the client")
+// ErrClientClosed is the cause that ErrClosed errors wrap when the
+// connection ended because Close (or a Monitor's Disconnect) was called,
+// rather than because QEMU exited or hung up: errors.Is(err,
+// ErrClientClosed) tells the two apart.
+var ErrClientClosed = errors.New("closed by the client")
 
 // aLongTimeAgo is a deadline in the past, used to interrupt a blocked
 // read or write at once.
@@ -206,7 +209,7 @@ func (c *Client) Stats() Stats {
 // there is nothing a caller could do about a failed close of a socket.
 func (c *Client) Close() error {
 	c.close.Do(func() {
-		c.shutdown(errCloseCalled)
+		c.shutdown(ErrClientClosed)
 		c.reader.Wait()
 	})
 	return nil

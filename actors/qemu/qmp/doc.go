@@ -1,7 +1,8 @@
 // Package qmp is labd's client for the QEMU Machine Protocol: line-delimited
 // JSON over QEMU's -qmp socket. It owns one connection to one QEMU process
-// and nothing else; it imports only the standard library and must not
-// import actors, events, replay or http/... (the QEMU node actor drives it).
+// and nothing else; it imports only the standard library and go-qemu's qmp
+// package (for the Monitor interface it implements), and must not import
+// actors, events, replay or http/... (the QEMU node actor drives it).
 //
 // # Connection
 //
@@ -24,8 +25,20 @@
 // are serialised by a lock whose wait also ends with the context; a write
 // cut in half by a context would leave QEMU with half a line, so it ends the
 // connection. An {"error":{"class","desc"}} reply is returned as *Error
-// (match it with errors.As). Status, Stop, Cont, SystemReset,
-// SystemPowerdown, Quit and HumanMonitorCommand are typed wrappers.
+// (match it with errors.As). Typed commands are go-qemu's, through
+// Monitor (below); the package has no wrappers of its own.
+//
+// # go-qemu
+//
+// Client.Monitor returns the Client as go-qemu's qmp.Monitor
+// (github.com/digitalocean/go-qemu/qmp), so that go-qemu's generated typed
+// commands in qmp/raw run over this connection:
+// raw.NewMonitor(c.Monitor(ctx)).QueryStatus(). Its Run goes through
+// Execute, bounded by the Monitor's context or DefaultRunTimeout, and
+// returns the {"return": ...} object raw decodes. go-qemu's own
+// SocketMonitor is not used: its reader blocks every command while an
+// event consumer is slow, it has no timeouts, and it cannot read a line
+// over 64 KiB.
 //
 // # Reader and events
 //
@@ -54,6 +67,8 @@
 // mean QEMU is gone) or Close is called, the reader closes the socket,
 // every pending and later command fails with an error matching ErrClosed
 // that names the cause, the Events channel is closed once drained, and Done
-// is closed; Err tells why. Close is idempotent and returns after the
-// reader has ended, so a closed Client leaves no goroutine behind.
+// is closed; Err tells why, and after Close the error also matches
+// ErrClientClosed (so a quit that QEMU answered by exiting is told from a
+// command cut short by our own Close). Close is idempotent and returns
+// after the reader has ended, so a closed Client leaves no goroutine behind.
 package qmp

@@ -13,9 +13,14 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/digitalocean/go-qemu/qmp/raw"
 )
 
-// The tests in this file run against a real qemu-system-x86_64.
+// The tests in this file run against a real qemu-system-x86_64. Typed
+// commands go through go-qemu's qmp/raw on a Monitor, as the node driver
+// sends them; commands left pending on a context without a deadline use
+// Execute, since a Monitor gives those DefaultRunTimeout.
 
 func TestDialNegotiates(t *testing.T) {
 	checkNoGoroutineLeak(t)
@@ -25,12 +30,12 @@ func TestDialNegotiates(t *testing.T) {
 	}
 	// Before qmp_capabilities QEMU answers every command with
 	// CommandNotFound, so a working query-status proves the negotiation.
-	status, running, err := c.Status(testCtx(t))
+	st, err := raw.NewMonitor(c.Monitor(testCtx(t))).QueryStatus()
 	if err != nil {
-		t.Fatalf("Status: %v", err)
+		t.Fatalf("QueryStatus: %v", err)
 	}
-	if status != "running" || !running {
-		t.Fatalf("Status = %q, %v; want running, true", status, running)
+	if st.Status != raw.RunStateRunning || !st.Running {
+		t.Fatalf("QueryStatus = %+v; want running", st)
 	}
 }
 
@@ -62,8 +67,8 @@ func TestDialWaitsForSocket(t *testing.T) {
 		t.Fatalf("Dial: %v", r.err)
 	}
 	t.Cleanup(func() { r.c.Close() })
-	if _, _, err := r.c.Status(ctx); err != nil {
-		t.Fatalf("Status: %v", err)
+	if _, err := raw.NewMonitor(r.c.Monitor(ctx)).QueryStatus(); err != nil {
+		t.Fatalf("QueryStatus: %v", err)
 	}
 }
 
@@ -92,36 +97,37 @@ func TestSecondClientWaitsForGreeting(t *testing.T) {
 		}
 		t.Fatalf("second Dial = %v, want DeadlineExceeded", err)
 	}
-	if _, _, err := c.Status(testCtx(t)); err != nil {
+	if _, err := raw.NewMonitor(c.Monitor(testCtx(t))).QueryStatus(); err != nil {
 		t.Fatalf("first client after a second tried: %v", err)
 	}
 }
 
+// The Client's own Events carry what raw's commands cause, timestamped.
 func TestStopContEvents(t *testing.T) {
 	_, c := startAndDial(t)
-	ctx := testCtx(t)
-	if err := c.Stop(ctx); err != nil {
+	m := raw.NewMonitor(c.Monitor(testCtx(t)))
+	if err := m.Stop(); err != nil {
 		t.Fatalf("Stop: %v", err)
 	}
 	if ev := nextEvent(t, c, "STOP"); ev.Time.IsZero() || time.Since(ev.Time).Abs() > time.Hour {
 		t.Fatalf("STOP event time %v, want about now", ev.Time)
 	}
-	if status, running, err := c.Status(ctx); err != nil || status != "paused" || running {
-		t.Fatalf("Status after stop = %q, %v, %v; want paused, false", status, running, err)
+	if st, err := m.QueryStatus(); err != nil || st.Status != raw.RunStatePaused || st.Running {
+		t.Fatalf("QueryStatus after stop = %+v, %v; want paused, not running", st, err)
 	}
-	if err := c.Cont(ctx); err != nil {
+	if err := m.Cont(); err != nil {
 		t.Fatalf("Cont: %v", err)
 	}
 	nextEvent(t, c, "RESUME")
-	if status, running, err := c.Status(ctx); err != nil || status != "running" || !running {
-		t.Fatalf("Status after cont = %q, %v, %v; want running, true", status, running, err)
+	if st, err := m.QueryStatus(); err != nil || st.Status != raw.RunStateRunning || !st.Running {
+		t.Fatalf("QueryStatus after cont = %+v, %v; want running", st, err)
 	}
 }
 
 func TestSystemResetAndPowerdownEvents(t *testing.T) {
 	_, c := startAndDial(t)
-	ctx := testCtx(t)
-	if err := c.SystemReset(ctx); err != nil {
+	m := raw.NewMonitor(c.Monitor(testCtx(t)))
+	if err := m.SystemReset(); err != nil {
 		t.Fatalf("SystemReset: %v", err)
 	}
 	ev := nextEvent(t, c, "RESET")
@@ -132,7 +138,7 @@ func TestSystemResetAndPowerdownEvents(t *testing.T) {
 	if err := json.Unmarshal(ev.Data, &data); err != nil || data.Reason != "host-qmp-system-reset" || data.Guest {
 		t.Fatalf("RESET data %s (%v), want reason host-qmp-system-reset", ev.Data, err)
 	}
-	if err := c.SystemPowerdown(ctx); err != nil {
+	if err := m.SystemPowerdown(); err != nil {
 		t.Fatalf("SystemPowerdown: %v", err)
 	}
 	if ev := nextEvent(t, c, "POWERDOWN"); ev.Data != nil {
@@ -155,19 +161,8 @@ func TestUnknownCommandIsTypedError(t *testing.T) {
 	if !errors.As(err, &qerr) || qerr.Class != "GenericError" {
 		t.Fatalf("Execute with bad args = %v, want GenericError", err)
 	}
-	if _, _, err := c.Status(testCtx(t)); err != nil {
-		t.Fatalf("Status after errors: %v", err)
-	}
-}
-
-func TestHumanMonitorCommand(t *testing.T) {
-	_, c := startAndDial(t)
-	out, err := c.HumanMonitorCommand(testCtx(t), "info status")
-	if err != nil {
-		t.Fatalf("HumanMonitorCommand: %v", err)
-	}
-	if out != "VM status: running\r\n" {
-		t.Fatalf("info status = %q", out)
+	if _, err := raw.NewMonitor(c.Monitor(testCtx(t))).QueryStatus(); err != nil {
+		t.Fatalf("QueryStatus after errors: %v", err)
 	}
 }
 
@@ -179,11 +174,10 @@ func TestSnapshotSaveLoadViaHMP(t *testing.T) {
 	}
 	q := startQEMU(t, "-M", "q35,accel=kvm:tcg", "-nodefaults", "-display", "none", "-nic", "none",
 		"-m", "32", "-S", "-drive", "file="+disk+",if=none,id=disk0,format=qcow2")
-	c := dial(t, q)
-	ctx := testCtx(t)
+	m := raw.NewMonitor(dial(t, q).Monitor(testCtx(t)))
 	hmp := func(cmdline string) string {
 		t.Helper()
-		out, err := c.HumanMonitorCommand(ctx, cmdline)
+		out, err := m.HumanMonitorCommand(cmdline, nil)
 		if err != nil {
 			t.Fatalf("%s: %v", cmdline, err)
 		}
@@ -209,26 +203,30 @@ func TestSnapshotSaveLoadViaHMP(t *testing.T) {
 	}
 }
 
+// QEMU answers quit by exiting, which the Client reports as ErrClosed
+// caused by QEMU, not by Close: Machine.Quit (package qemu) relies on
+// telling the two apart to count the first as success.
 func TestQuit(t *testing.T) {
 	checkNoGoroutineLeak(t)
 	q, c := startAndDial(t)
-	if err := c.Quit(testCtx(t)); err != nil {
-		t.Fatalf("Quit: %v", err)
+	// QEMU may be gone before its reply is read.
+	if err := raw.NewMonitor(c.Monitor(testCtx(t))).Quit(); err != nil && (!errors.Is(err, ErrClosed) || errors.Is(err, ErrClientClosed)) {
+		t.Fatalf("Quit = %v, want nil or ErrClosed caused by QEMU", err)
 	}
 	ev := nextEvent(t, c, "SHUTDOWN")
 	if !strings.Contains(string(ev.Data), `"host-qmp-quit"`) {
 		t.Fatalf("SHUTDOWN data %s, want reason host-qmp-quit", ev.Data)
 	}
 	waitClosed(t, c)
-	if err := c.Err(); !errors.Is(err, ErrClosed) || errors.Is(err, errCloseCalled) {
+	if err := c.Err(); !errors.Is(err, ErrClosed) || errors.Is(err, ErrClientClosed) {
 		t.Fatalf("Err() = %v, want ErrClosed caused by QEMU", err)
 	}
 	start := time.Now()
-	if _, _, err := c.Status(testCtx(t)); !errors.Is(err, ErrClosed) {
-		t.Fatalf("Status after quit = %v, want ErrClosed", err)
+	if _, err := raw.NewMonitor(c.Monitor(testCtx(t))).QueryStatus(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("QueryStatus after quit = %v, want ErrClosed", err)
 	}
 	if d := time.Since(start); d > time.Second {
-		t.Fatalf("Status after quit took %v", d)
+		t.Fatalf("QueryStatus after quit took %v", d)
 	}
 	if err := q.cmd.Wait(); err != nil {
 		t.Fatalf("qemu exit: %v", err)
@@ -243,15 +241,15 @@ func TestQEMUExitFailsPendingCommands(t *testing.T) {
 	const n = 5
 	errs := make(chan error, n)
 	for range n {
-		go func() { _, _, err := c.Status(context.Background()); errs <- err }()
+		go func() { errs <- c.Execute(context.Background(), "query-status", nil, nil) }()
 	}
 	eventually(t, "pending commands", func() bool { return c.pendingCount() == n })
 	q.signal(t, syscall.SIGKILL)
 	for range n {
 		select {
 		case err := <-errs:
-			if !errors.Is(err, ErrClosed) || errors.Is(err, errCloseCalled) {
-				t.Fatalf("pending Status = %v, want ErrClosed caused by QEMU", err)
+			if !errors.Is(err, ErrClosed) || errors.Is(err, ErrClientClosed) {
+				t.Fatalf("pending query-status = %v, want ErrClosed caused by QEMU", err)
 			}
 			if !strings.Contains(err.Error(), "connection closed") {
 				t.Fatalf("error %q does not say the connection closed", err)
@@ -268,13 +266,13 @@ func TestCloseFailsPendingAndLeavesNothing(t *testing.T) {
 	q, c := startAndDial(t)
 	q.signal(t, syscall.SIGSTOP)
 	errs := make(chan error, 1)
-	go func() { _, _, err := c.Status(context.Background()); errs <- err }()
+	go func() { errs <- c.Execute(context.Background(), "query-status", nil, nil) }()
 	eventually(t, "a pending command", func() bool { return c.pendingCount() == 1 })
 	if err := c.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
-	if err := <-errs; !errors.Is(err, ErrClosed) || !errors.Is(err, errCloseCalled) {
-		t.Fatalf("pending Status after Close = %v, want ErrClosed by Close", err)
+	if err := <-errs; !errors.Is(err, ErrClosed) || !errors.Is(err, ErrClientClosed) {
+		t.Fatalf("pending query-status after Close = %v, want ErrClosed by Close", err)
 	}
 	select {
 	case <-c.Done():
@@ -287,10 +285,13 @@ func TestCloseFailsPendingAndLeavesNothing(t *testing.T) {
 	if err := c.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
 	}
-	if err := c.Stop(testCtx(t)); !errors.Is(err, ErrClosed) {
+	// Quit is no exception at this level: Machine.Quit, which forgives a
+	// connection QEMU ended, fails after Close (TestMachineFailures).
+	m := raw.NewMonitor(c.Monitor(testCtx(t)))
+	if err := m.Stop(); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Stop after Close = %v, want ErrClosed", err)
 	}
-	if err := c.Quit(testCtx(t)); !errors.Is(err, ErrClosed) {
+	if err := m.Quit(); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Quit after Close = %v, want ErrClosed", err)
 	}
 }
@@ -301,6 +302,7 @@ func TestCloseFailsPendingAndLeavesNothing(t *testing.T) {
 func TestConcurrentExecuteGetsOwnReplies(t *testing.T) {
 	_, c := startAndDial(t)
 	ctx := testCtx(t)
+	m := raw.NewMonitor(c.Monitor(ctx))
 	const goroutines, rounds = 50, 20
 	var wg sync.WaitGroup
 	for g := range goroutines {
@@ -308,7 +310,7 @@ func TestConcurrentExecuteGetsOwnReplies(t *testing.T) {
 			for r := range rounds {
 				name := fmt.Sprintf("nosuch%dx%d", g, r)
 				if g%2 == 0 {
-					out, err := c.HumanMonitorCommand(ctx, name)
+					out, err := m.HumanMonitorCommand(name, nil)
 					if err != nil || out != "unknown command: '"+name+"'\r\n" {
 						t.Errorf("HMP %s = %q, %v", name, out, err)
 						return
@@ -338,7 +340,7 @@ func TestContextTimeoutDoesNotDisturbOthers(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	_, err := c.HumanMonitorCommand(ctx, "info status")
+	_, err := raw.NewMonitor(c.Monitor(ctx)).HumanMonitorCommand("info status", nil)
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("frozen QEMU: %v, want DeadlineExceeded", err)
 	}
@@ -350,7 +352,8 @@ func TestContextTimeoutDoesNotDisturbOthers(t *testing.T) {
 	}
 	q.signal(t, syscall.SIGCONT)
 	// The late "VM status" reply must not be taken for this one.
-	out, err := c.HumanMonitorCommand(testCtx(t), "nosuchafter")
+	m := raw.NewMonitor(c.Monitor(testCtx(t)))
+	out, err := m.HumanMonitorCommand("nosuchafter", nil)
 	if err != nil || out != "unknown command: 'nosuchafter'\r\n" {
 		t.Fatalf("command after the timeout = %q, %v", out, err)
 	}
@@ -360,11 +363,11 @@ func TestContextTimeoutDoesNotDisturbOthers(t *testing.T) {
 	// A context that has already ended sends nothing.
 	ctx, cancel = context.WithCancel(context.Background())
 	cancel()
-	if err := c.Stop(ctx); !errors.Is(err, context.Canceled) {
+	if err := raw.NewMonitor(c.Monitor(ctx)).Stop(); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Stop with cancelled ctx = %v", err)
 	}
-	if _, running, err := c.Status(testCtx(t)); err != nil || !running {
-		t.Fatalf("Status = %v, %v; want still running", running, err)
+	if st, err := m.QueryStatus(); err != nil || !st.Running {
+		t.Fatalf("QueryStatus = %+v, %v; want still running", st, err)
 	}
 }
 
@@ -372,18 +375,18 @@ func TestContextTimeoutDoesNotDisturbOthers(t *testing.T) {
 // keeps the newest eventQueueLen events and counts the rest as dropped.
 func TestUnreadEventsDoNotBlockExecute(t *testing.T) {
 	_, c := startAndDial(t)
-	ctx := testCtx(t)
+	m := raw.NewMonitor(c.Monitor(testCtx(t)))
 	const pairs = 1000
 	for range pairs {
-		if err := c.Stop(ctx); err != nil {
+		if err := m.Stop(); err != nil {
 			t.Fatalf("Stop: %v", err)
 		}
-		if err := c.Cont(ctx); err != nil {
+		if err := m.Cont(); err != nil {
 			t.Fatalf("Cont: %v", err)
 		}
 	}
-	if _, running, err := c.Status(ctx); err != nil || !running {
-		t.Fatalf("Status = %v, %v", running, err)
+	if st, err := m.QueryStatus(); err != nil || !st.Running {
+		t.Fatalf("QueryStatus = %+v, %v", st, err)
 	}
 	if got, want := c.Stats().DroppedEvents, uint64(2*pairs-eventQueueLen); got != want {
 		t.Fatalf("DroppedEvents = %d, want %d", got, want)
