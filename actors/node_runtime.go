@@ -256,10 +256,14 @@ func (a *nodeActor) nioAddrs(n events.NIO) (local, remote netip.AddrPort, err er
 func (a *nodeActor) teardown(mode kind.StopMode) int {
 	code := 0
 	if run := a.rt.run; run != nil {
+		hadProcess := run.Process() != nil
 		code = run.Stop(mode)
 		a.rt.run = nil
-		if n := kind.KillStragglers(a.dir()); n > 0 {
-			a.log.Info("killed processes the node left behind", "count", n)
+		// A run inside labd leaves no process behind: no /proc scan.
+		if hadProcess {
+			if n := kind.KillStragglers(a.dir()); n > 0 {
+				a.log.Info("killed processes the node left behind", "count", n)
+			}
 		}
 	}
 	// The console stays up until the process is gone: its clients see a

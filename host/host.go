@@ -171,6 +171,28 @@ type Interface struct {
 	// Type is "tap" for interfaces named tap*, "ethernet" otherwise: the
 	// only distinction GNS3 makes.
 	Type string
+	// Special marks the interfaces GNS3 does not offer a cloud by default:
+	// loopback, other hypervisors' and containers' bridges, and the like.
+	Special bool
+}
+
+// specialPrefixes are GNS3's (gns3server/utils/interfaces.py), compared
+// with the name in lower case.
+var specialPrefixes = []string{"lo", "vmnet", "vboxnet", "docker", "lxcbr", "virbr", "ovs-system",
+	"veth", "fw", "p2p", "bridge", "vmware", "virtualbox", "gns3"}
+
+// classify gives an interface its GNS3 type and special mark, which
+// depend on its name only. GNS3 means names ending in "-nic" to be
+// special too (it wrote the suffix as a string where it meant a tuple).
+func classify(name string) Interface {
+	it := Interface{Name: name, Type: "ethernet"}
+	if strings.HasPrefix(name, "tap") {
+		it.Type = "tap"
+	}
+	lower := strings.ToLower(name)
+	it.Special = strings.HasSuffix(lower, "-nic") ||
+		slices.ContainsFunc(specialPrefixes, func(p string) bool { return strings.HasPrefix(lower, p) })
+	return it
 }
 
 // Interfaces lists the host's network interfaces, sorted by name.
@@ -181,10 +203,9 @@ func Interfaces() ([]Interface, error) {
 	}
 	out := make([]Interface, 0, len(ifs))
 	for _, ifc := range ifs {
-		it := Interface{Name: ifc.Name, MAC: ifc.HardwareAddr.String(), Type: "ethernet"}
-		if strings.HasPrefix(ifc.Name, "tap") {
-			it.Type = "tap"
-		}
+		it := classify(ifc.Name)
+		it.MAC = ifc.HardwareAddr.String()
+		// An interface that vanished meanwhile just has no address.
 		addrs, _ := ifc.Addrs()
 		for _, a := range addrs {
 			if ipn, ok := a.(*net.IPNet); ok && ipn.IP.To4() != nil {

@@ -4,10 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
-	"slices"
-	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -66,66 +63,6 @@ func CheckInterfaceName(name string) error {
 		}
 	}
 	return nil
-}
-
-// HostInterface is one of the host's network interfaces, as GNS3 lists
-// them for a cloud node's "interfaces" and in /network/interfaces.
-type HostInterface struct {
-	Name string // the interface name, which is also GNS3's "id"
-	// Type is "tap" for a name starting with "tap" (GNS3 found no better
-	// way to tell), "ethernet" otherwise.
-	Type string
-	// Special marks the interfaces GNS3 does not offer by default:
-	// loopback, other hypervisors' and containers' bridges, and the like.
-	Special bool
-	// MACAddress is empty for an interface without one.
-	MACAddress string
-	// IPAddress and Netmask are the interface's first IPv4 address, or
-	// empty.
-	IPAddress, Netmask string
-}
-
-// specialPrefixes are GNS3's (gns3server/utils/interfaces.py), compared
-// with the name in lower case.
-var specialPrefixes = []string{"lo", "vmnet", "vboxnet", "docker", "lxcbr", "virbr", "ovs-system",
-	"veth", "fw", "p2p", "bridge", "vmware", "virtualbox", "gns3"}
-
-// HostInterfaces lists the host's network interfaces, by name.
-func HostInterfaces() ([]HostInterface, error) {
-	ifs, err := net.Interfaces()
-	if err != nil {
-		return nil, fmt.Errorf("nio: host interfaces: %w", err)
-	}
-	out := make([]HostInterface, 0, len(ifs))
-	for _, ifi := range ifs {
-		hi := classifyInterface(ifi.Name)
-		hi.MACAddress = ifi.HardwareAddr.String()
-		// An interface that vanished meanwhile just has no address.
-		addrs, _ := ifi.Addrs()
-		for _, a := range addrs {
-			if ipn, ok := a.(*net.IPNet); ok && ipn.IP.To4() != nil {
-				hi.IPAddress = ipn.IP.String()
-				hi.Netmask = net.IP(ipn.Mask).String()
-				break
-			}
-		}
-		out = append(out, hi)
-	}
-	slices.SortFunc(out, func(a, b HostInterface) int { return strings.Compare(a.Name, b.Name) })
-	return out, nil
-}
-
-// classifyInterface gives an interface its GNS3 type and special mark,
-// which depend on its name only.
-func classifyInterface(name string) HostInterface {
-	hi := HostInterface{Name: name, Type: "ethernet"}
-	if strings.HasPrefix(name, "tap") {
-		hi.Type = "tap"
-	}
-	lower := strings.ToLower(name)
-	hi.Special = strings.HasSuffix(lower, "-nic") ||
-		slices.ContainsFunc(specialPrefixes, func(p string) bool { return strings.HasPrefix(lower, p) })
-	return hi
 }
 
 // ifIndex returns the index of interface name, or an error matching

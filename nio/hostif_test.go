@@ -18,6 +18,8 @@ import (
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"golang.org/x/sys/unix"
+
+	"labd/host"
 )
 
 func TestCheckInterfaceName(t *testing.T) {
@@ -30,60 +32,6 @@ func TestCheckInterfaceName(t *testing.T) {
 		if err := CheckInterfaceName(name); !errors.Is(err, ErrBadInterfaceName) {
 			t.Errorf("CheckInterfaceName(%q) = %v, want ErrBadInterfaceName", name, err)
 		}
-	}
-}
-
-func TestClassifyInterface(t *testing.T) {
-	for _, tt := range []struct {
-		name    string
-		typ     string
-		special bool
-	}{
-		{"eth0", "ethernet", false},
-		{"enp3s0", "ethernet", false},
-		{"tap0", "tap", false},
-		{"TAP0", "ethernet", false}, // GNS3 compares the type's prefix as is
-		{"lo", "ethernet", true},
-		{"virbr0", "ethernet", true},
-		{"docker0", "ethernet", true},
-		{"veth1234", "ethernet", true},
-		{"VMnet8", "ethernet", true}, // the special prefixes ignore case
-		{"gns3tap0-1", "ethernet", true},
-		{"ovs-system", "ethernet", true},
-		{"vboxnet0", "ethernet", true},
-		{"lxcbr0", "ethernet", true},
-		{"bridge0", "ethernet", true},
-		{"virtualbox", "ethernet", true},
-		{"vmware1", "ethernet", true},
-		{"p2p1", "ethernet", true},
-		{"fw0", "ethernet", true},
-		{"vboxnet0-nic", "ethernet", true},
-		{"br0-NIC", "ethernet", true},
-		{"wlan0", "ethernet", false},
-	} {
-		got := classifyInterface(tt.name)
-		if got.Name != tt.name || got.Type != tt.typ || got.Special != tt.special {
-			t.Errorf("classifyInterface(%q) = %+v, want type %s special %v", tt.name, got, tt.typ, tt.special)
-		}
-	}
-}
-
-func TestHostInterfaces(t *testing.T) {
-	ifs, err := HostInterfaces()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var lo *HostInterface
-	for i := range ifs {
-		if i > 0 && ifs[i-1].Name >= ifs[i].Name {
-			t.Fatalf("not sorted by name: %q before %q", ifs[i-1].Name, ifs[i].Name)
-		}
-		if ifs[i].Name == "lo" {
-			lo = &ifs[i]
-		}
-	}
-	if lo == nil || !lo.Special || lo.Type != "ethernet" || lo.IPAddress != "127.0.0.1" || lo.Netmask != "255.0.0.0" {
-		t.Fatalf("lo is %+v", lo)
 	}
 }
 
@@ -267,7 +215,7 @@ func await(t *testing.T, peer *endpoint, what string, match func(gopacket.Packet
 
 func TestTAPCreateReopenDelete(t *testing.T) {
 	needRoot(t)
-	name := uniqueName("tapl") // "tap...": HostInterfaces calls it a TAP
+	name := uniqueName("tapl") // "tap...": host.Interfaces calls it a TAP
 	t.Cleanup(func() { exec.Command("ip", "link", "del", name).Run() })
 
 	b, created, err := OpenTAP(HostConfig{Name: "cloud-0", Interface: name})
@@ -280,18 +228,18 @@ func TestTAPCreateReopenDelete(t *testing.T) {
 	if ifFlags(t, name)&unix.IFF_UP == 0 {
 		t.Fatal("the TAP is not up")
 	}
-	ifs, err := HostInterfaces()
+	ifs, err := host.Interfaces()
 	if err != nil {
 		t.Fatal(err)
 	}
 	var listed bool
 	for _, hi := range ifs {
 		if hi.Name == name {
-			listed = hi.Type == "tap" && !hi.Special && hi.MACAddress != ""
+			listed = hi.Type == "tap" && !hi.Special && hi.MAC != ""
 		}
 	}
 	if !listed {
-		t.Fatalf("HostInterfaces does not list %s as a tap: %+v", name, ifs)
+		t.Fatalf("host.Interfaces does not list %s as a tap: %+v", name, ifs)
 	}
 	if _, _, err := OpenTAP(HostConfig{Name: "cloud-1", Interface: name}); err == nil {
 		t.Fatal("a second OpenTAP of an open TAP succeeded")

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"labd/actors/kind"
+	"labd/host"
 	"labd/nio"
 )
 
@@ -116,7 +117,7 @@ func (Driver) Settle(n kind.Node, patch any) (json.RawMessage, error) {
 // hostPorts is GNS3's default port mapping: an ethernet port for each
 // host interface that is not special.
 func hostPorts() []PortMapping {
-	ifs, _ := nio.HostInterfaces() // none known: no ports
+	ifs, _ := host.Interfaces() // none known: no ports
 	var out []PortMapping
 	for _, i := range ifs {
 		if !i.Special {

@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"labd/actors/kind"
-	"labd/nio"
+	"labd/host"
 )
 
 func TestSettle(t *testing.T) {
@@ -20,7 +20,7 @@ func TestSettle(t *testing.T) {
 		t.Fatal(err)
 	}
 	// GNS3's defaults: a port per host interface that is not special.
-	ifs, err := nio.HostInterfaces()
+	ifs, err := host.Interfaces()
 	if err != nil {
 		t.Fatal(err)
 	}

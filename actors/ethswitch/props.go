@@ -67,12 +67,9 @@ func (p *Patch) apply(ports []PortMapping) []PortMapping {
 			out = append(out, m)
 		}
 	}
-	for _, n := range p.Ensure {
-		if !slices.ContainsFunc(out, func(q PortMapping) bool { return q.PortNumber == n }) {
-			out = append(out, PortMapping{Name: fmt.Sprintf("Ethernet%d", n), PortNumber: n, Type: Access, VLAN: 1})
-		}
-	}
-	return out
+	return kind.EnsurePorts(out, p.Ensure, func(n int) PortMapping {
+		return PortMapping{Name: fmt.Sprintf("Ethernet%d", n), PortNumber: n, Type: Access, VLAN: 1}
+	})
 }
 
 // Port types.

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+
+	"labd/actors/kind"
 )
 
 // PortMapping is one port of a hub, as GNS3's ports_mapping has it.
@@ -35,13 +37,9 @@ func (p *Patch) apply(ports []PortMapping) []PortMapping {
 	if p.Ports != nil {
 		ports = *p.Ports
 	}
-	out := slices.Clone(ports)
-	for _, n := range p.Ensure {
-		if !slices.ContainsFunc(out, func(q PortMapping) bool { return q.PortNumber == n }) {
-			out = append(out, PortMapping{Name: fmt.Sprintf("Ethernet%d", n), PortNumber: n})
-		}
-	}
-	return out
+	return kind.EnsurePorts(slices.Clone(ports), p.Ensure, func(n int) PortMapping {
+		return PortMapping{Name: fmt.Sprintf("Ethernet%d", n), PortNumber: n}
+	})
 }
 
 // defaultPorts are GNS3's: 8 ports.

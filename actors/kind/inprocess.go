@@ -59,6 +59,17 @@ func Mapped[P MappedPort](ports []P, number int) (P, bool) {
 	return zero, false
 }
 
+// EnsurePorts returns ports with the numbers not there yet added, each as
+// mk makes it.
+func EnsurePorts[P MappedPort](ports []P, numbers []int, mk func(number int) P) []P {
+	for _, n := range numbers {
+		if _, ok := Mapped(ports, n); !ok {
+			ports = append(ports, mk(n))
+		}
+	}
+	return ports
+}
+
 // KeepLinked refuses a new ports_mapping that lacks a port with a link.
 func KeepLinked[P MappedPort](ports []P, links []Link) error {
 	for _, l := range links {

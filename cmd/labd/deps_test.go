@@ -29,7 +29,7 @@ var allowedImports = map[string][]string{
 	"labd/actors/qemu/qemutest": nil,
 	"labd/actors/ethswitch":     {"labd/actors/kind", "labd/nio"},
 	"labd/actors/hub":           {"labd/actors/kind", "labd/nio"},
-	"labd/actors/cloud":         {"labd/actors/kind", "labd/nio"},
+	"labd/actors/cloud":         {"labd/actors/kind", "labd/host", "labd/nio"},
 	"labd/host":                 nil,
 	"labd/replay":               {"labd/events"},
 	"labd/actors": {"labd/events", "labd/replay", "labd/nio", "labd/nio/pcap", "labd/actors/console", "labd/actors/kind",

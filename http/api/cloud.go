@@ -6,7 +6,7 @@ import (
 
 	"labd/actors"
 	"labd/actors/cloud"
-	"labd/nio"
+	"labd/host"
 	"labd/replay"
 )
 
@@ -274,10 +274,10 @@ func (s *Server) hostInterfaces() []hostInterfaceJSON {
 }
 
 // listHostInterfaces reads the host's interfaces as GNS3 lists them for a
-// cloud: the data plane's listing, which the cloud driver's default ports
-// come from too, so that the two agree on what is special.
+// cloud: the host's listing, which the cloud driver's default ports come
+// from too, so that the two agree on what is special.
 func listHostInterfaces() ([]hostInterfaceJSON, error) {
-	ifs, err := nio.HostInterfaces()
+	ifs, err := host.Interfaces()
 	if err != nil {
 		return nil, err
 	}
