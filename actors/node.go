@@ -55,6 +55,11 @@ type CreateNode struct {
 	// Props is the kind's own part, of the type its driver takes
 	// (*vpcs.Patch, *qemu.Patch...); nil: the kind's defaults.
 	Props any
+	// SecureConsole gives a VNC console a password of its own (see
+	// Client.Console); GNS3's nodes have none.
+	SecureConsole bool
+	// Metadata are the creator's key-value pairs, kept with the node.
+	Metadata map[string]string
 
 	macID int // chosen by the project actor
 }
@@ -355,7 +360,7 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 		switch {
 		case a.state.Running():
 			ctx.Send(ctx.Self(), reconcile{})
-		case a.state.Exists():
+		case a.state.Exists() && a.state.InFlight() == nil:
 			// A process that labd started but could not record before it
 			// died runs unowned in the node directory: end it, or a start
 			// would run the node twice.
@@ -366,8 +371,17 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 		if a.state.Exists() {
 			a.resumeCaptures()
 		}
+		if a.state.InFlight() != nil {
+			ctx.Send(ctx.Self(), resumeOp{})
+		}
 	case reconcile:
 		a.reconcileRecorded()
+	case resumeOp:
+		a.resumeOperation()
+	case offDeadline:
+		a.offEnded(m.id, true)
+	case offRetry:
+		a.retryPowerOff(m.id)
 	case *request:
 		if a.passivating {
 			ctx.Send(ctx.Parent(), m)
@@ -390,13 +404,17 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 		switch run := a.rt.run; {
 		case run != nil && (a.cfg.KeepNodes || run.Process() == nil):
 			// The process keeps running for the next labd to adopt;
-			// the history rightly says it runs.
+			// the history rightly says it runs, and an operation in
+			// flight goes on in the next labd.
+			a.cancelPending()
 			a.release()
 		case run != nil:
+			a.cancelPending()
 			a.teardown(kind.StopClosing)
 			if err := a.commit(events.NodeStopped{Reason: events.StopShutdown}); err != nil {
 				a.log.Error("could not record the node's stop", "err", err)
 			}
+			a.interrupted()
 		}
 		a.closeCaptures()
 	}
@@ -434,20 +452,29 @@ func (a *nodeActor) serve(req *request) {
 		req.respond(a.create(c))
 	case UpdateNode:
 		req.respond(a.update(c))
+	case Operate:
+		a.operate(req, c)
 	case DeleteNode:
-		req.respond(a.state, a.remove(events.NodeDeleted{}))
+		out, err := a.deleteOp(Operate{NodeRef: c.NodeRef, Op: OpDelete}, a.state.InFlight())
+		req.respond(out.Node, err)
 	case closeNode:
-		req.respond(a.state, a.remove(events.NodeClosed{}))
+		var before []events.Data
+		if cur := a.state.InFlight(); cur != nil {
+			a.cancelPending()
+			before = append(before, endRevoked(cur.ID, "the project was closed"))
+		}
+		req.respond(a.state, a.remove(events.NodeClosed{}, before...))
+		a.answerWaiters()
 	case StartNode:
-		req.respond(a.start())
+		req.respond(a.lenient(OpStart, a.start))
 	case StopNode:
-		req.respond(a.stop())
+		req.respond(a.lenient(OpStop, a.stop))
 	case ReloadNode:
-		req.respond(a.reload())
+		req.respond(a.lenient(OpReload, a.reload))
 	case SuspendNode:
-		req.respond(a.suspend())
+		req.respond(a.lenient(OpPause, a.suspend))
 	case ResumeNode:
-		req.respond(a.resume())
+		req.respond(a.lenient(OpUnpause, a.resume))
 	case copyInto:
 		req.respond(a.copyFrom(c.from))
 	case AddNIO:

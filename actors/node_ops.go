@@ -2,6 +2,7 @@ package actors
 
 import (
 	"bytes"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -91,7 +92,12 @@ func (a *nodeActor) create(c CreateNode) (*replay.Node, error) {
 			return nil, err
 		}
 	}
-	if err := a.commit(events.NodeCreated{Kind: c.Kind, Name: c.Name, Console: port, ConsoleType: consoleType, MACID: c.macID, Properties: props}); err != nil {
+	password := ""
+	if c.SecureConsole && consoleType == ConsoleVNC {
+		password = consolePassword()
+	}
+	if err := a.commit(events.NodeCreated{Kind: c.Kind, Name: c.Name, Console: port, ConsoleType: consoleType, MACID: c.macID,
+		Properties: props, ConsolePassword: password, Metadata: c.Metadata}); err != nil {
 		if port != 0 {
 			a.cfg.ConsolePorts.Release(port)
 		}
@@ -107,6 +113,18 @@ func (a *nodeActor) create(c CreateNode) (*replay.Node, error) {
 		return a.start()
 	}
 	return a.state, nil
+}
+
+// consolePassword returns a new VNC password: 8 characters, all VNC's
+// authentication reads.
+func consolePassword() string {
+	const alphabet = "abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+	b := make([]byte, 8)
+	_, _ = rand.Read(b) // crypto/rand's Read does not fail
+	for i := range b {
+		b[i] = alphabet[int(b[i])%len(alphabet)]
+	}
+	return string(b)
 }
 
 // checkConsoleType refuses a console type the kind does not have.
@@ -204,8 +222,9 @@ func (a *nodeActor) update(c UpdateNode) (*replay.Node, error) {
 	return a.state, nil
 }
 
-// remove deletes (NodeDeleted) or closes (NodeClosed) the node.
-func (a *nodeActor) remove(d events.Data) error {
+// remove deletes (NodeDeleted) or closes (NodeClosed) the node, recording
+// before first (the end of the delete's operation).
+func (a *nodeActor) remove(d events.Data, before ...events.Data) error {
 	if a.rt.run != nil {
 		code := a.teardown(kind.StopClosing)
 		if err := a.commit(events.NodeStopped{Reason: events.StopRequested, ExitCode: &code}); err != nil {
@@ -215,7 +234,7 @@ func (a *nodeActor) remove(d events.Data) error {
 	a.closeCaptures()
 	console := a.state.Console
 	dir := a.dir()
-	if err := a.commit(d); err != nil {
+	if err := a.commit(append(before, d)...); err != nil {
 		return err
 	}
 	if console != 0 {
@@ -234,7 +253,8 @@ func (a *nodeActor) start() (*replay.Node, error) {
 		// GNS3 resumes a suspended node it is asked to start.
 		return a.resume()
 	}
-	started, err := a.launch()
+	// A machine saved to disk is restored.
+	started, err := a.launchMode(a.state.Status == replay.NodeSuspended)
 	if err != nil {
 		if cerr := a.commit(events.NodeStartFailed{Error: err.Error()}); cerr != nil {
 			a.log.Error("could not record a failed start", "err", cerr)
@@ -287,15 +307,18 @@ func (a *nodeActor) reload() (*replay.Node, error) {
 // is left as it is and the answer is a success, as in GNS3; so it is for
 // a node that is not running.
 func (a *nodeActor) suspend() (*replay.Node, error) {
-	if a.rt.run == nil || a.state.Status != replay.NodeStarted || a.drv.Info().AlwaysOn {
+	if a.rt.run == nil || a.state.Status != replay.NodeRunning || a.drv.Info().AlwaysOn {
 		return a.state, nil
 	}
 	return a.pauseOrContinue(true)
 }
 
-// resume continues a suspended node.
+// resume continues a suspended node, or restores one saved to disk.
 func (a *nodeActor) resume() (*replay.Node, error) {
-	if a.rt.run == nil || a.state.Status != replay.NodeSuspended {
+	if a.rt.run == nil && a.state.Status == replay.NodeSuspended {
+		return a.start()
+	}
+	if a.rt.run == nil || a.state.Status != replay.NodePaused {
 		return a.state, nil
 	}
 	return a.pauseOrContinue(false)
@@ -331,6 +354,10 @@ func (a *nodeActor) exited(run kind.Run) {
 	if a.rt.run != run {
 		return // a run already stopped on request
 	}
+	if off := a.rt.off; off != nil {
+		a.offEnded(off.id, false) // what a graceful wait waited for
+		return
+	}
 	guest := a.rt.guestOff
 	log := run.Process().Log()
 	code := a.teardown(kind.StopWait)
@@ -358,11 +385,11 @@ func (a *nodeActor) notice(m runNotice) {
 	var ev events.Data
 	switch m.notice {
 	case kind.NoticePaused:
-		if a.state.Status == replay.NodeStarted {
+		if a.state.Status == replay.NodeRunning {
 			ev = events.NodeSuspended{Cause: events.CauseGuest}
 		}
 	case kind.NoticeResumed:
-		if a.state.Status == replay.NodeSuspended {
+		if a.state.Status == replay.NodePaused {
 			ev = events.NodeResumed{Cause: events.CauseGuest}
 		}
 	case kind.NoticeReset:

@@ -26,6 +26,10 @@ type runtime struct {
 	// guestOff is set when the node reported that its guest powered
 	// itself off; the exit that follows is recorded as such.
 	guestOff bool
+	// off is the graceful wait in progress, nil when none.
+	off *pendingOff
+	// waiters are the requests answered when their operation ends.
+	waiters []waiter
 }
 
 // view is the node as its driver sees it.
@@ -34,6 +38,7 @@ func (a *nodeActor) view() kind.Node {
 		ProjectID: a.ref.ProjectID, ID: a.ref.NodeID, Name: a.state.Name,
 		Console: a.state.Console, ConsoleType: a.state.ConsoleType, MACID: a.state.MACID,
 		Properties: a.state.Properties, Dir: a.dir(), ProjectDir: projectDir(a.cfg, a.ref.ProjectID),
+		ConsolePassword: a.state.ConsolePassword,
 	}
 	for _, l := range a.state.Links {
 		n.Links = append(n.Links, kind.Link{Port: kind.Port{Adapter: l.Adapter, Port: l.Port}, Up: !l.NIO.Suspend})
@@ -75,14 +80,20 @@ func (a *nodeActor) end(p kind.Port) kind.End {
 // launch starts the node through its driver, then its console, and
 // returns the event that records them. On failure nothing is left running
 // and every port is released.
-func (a *nodeActor) launch() (ev events.NodeStarted, err error) {
+func (a *nodeActor) launch() (events.NodeStarted, error) { return a.launchMode(false) }
+
+// launchMode is launch, restoring the machine state a suspend to disk
+// saved when restore.
+func (a *nodeActor) launchMode(restore bool) (ev events.NodeStarted, err error) {
 	if err := a.cfg.NodeUser.MakeDir(a.dir()); err != nil {
 		return ev, fmt.Errorf("actors: node directory: %w", err)
 	}
 	if err := a.drv.Available(); err != nil {
 		return ev, err
 	}
-	run, err := a.drv.Launch(a.host(), a.view())
+	n := a.view()
+	n.Restore = restore
+	run, err := a.drv.Launch(a.host(), n)
 	if err == nil {
 		if err = a.serveRun(run, false); err != nil {
 			run.Stop(kind.StopKill)

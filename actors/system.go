@@ -58,6 +58,10 @@ type Config struct {
 	// shutdown_signal waits for the guest to power off before QEMU is
 	// told to quit; zero means 120 s, as GNS3.
 	QEMUShutdownTimeout time.Duration
+	// GracefulTimeout is how long a graceful stop of the lifecycle
+	// operations waits for the guest when the request does not say;
+	// zero means DefaultGracefulTimeout (Nova's 60 s).
+	GracefulTimeout time.Duration
 	// CloudInterfaces are the host interfaces (names or path.Match
 	// patterns) cloud nodes may use; none by default: a cloud's TAP
 	// devices that labd creates need no entry.

@@ -53,6 +53,12 @@ var payloads = map[Type]payload{
 	TypeNodeResumed:      payloadOf[NodeResumed](1),
 	TypeNodeReset:        payloadOf[NodeReset](1),
 	TypeNodeAdopted:      payloadOf[NodeAdopted](1),
+	TypeOperationStarted: payloadOf[OperationStarted](1),
+	TypeOperationEnded:   payloadOf[OperationEnded](1),
+	TypeNodeSaved:        payloadOf[NodeSaved](1),
+	TypeNodeResized:      payloadOf[NodeResized](1),
+	TypeResizeConfirmed:  payloadOf[ResizeConfirmed](1),
+	TypeResizeReverted:   payloadOf[ResizeReverted](1),
 }
 
 func payloadOf[T Data](schema int) payload {

@@ -22,6 +22,7 @@ func samples() map[events.Type]events.Data {
 	value := "10.0.0.1"
 	exitCode := 139
 	empty := ""
+	deadline := time.Date(2026, 11, 22, 10, 1, 0, 0, time.UTC)
 	return map[events.Type]events.Data{
 		events.TypeProjectCreated: events.ProjectCreated{Name: "lab", Temporary: true,
 			Variables: []events.Variable{{Name: "ip", Value: &value}, {Name: "unset"}, {Name: "empty", Value: &empty}}},
@@ -50,6 +51,14 @@ func samples() map[events.Type]events.Data {
 		events.TypeNIORemoved:     events.NIORemoved{Adapter: 0, Port: 0},
 		events.TypeCaptureStarted: events.CaptureStarted{Adapter: 0, Port: 0, File: "PC1_to_PC2.pcap", LinkType: "DLT_EN10MB"},
 		events.TypeCaptureStopped: events.CaptureStopped{Adapter: 0, Port: 0},
+		events.TypeOperationStarted: events.OperationStarted{State: events.OpStarted, Operation: events.Operation{
+			ID: "op-1", Op: "stop", RequestID: "req-1", Task: "stopping", TimeoutMS: 60000, Deadline: &deadline}},
+		events.TypeOperationEnded: events.OperationEnded{ID: "op-1", State: events.OpFailure, Message: "m", Error: "e", Fault: true,
+			Record: &events.Operation{ID: "op-1", Op: "start"}},
+		events.TypeNodeSaved:       events.NodeSaved{ExitCode: &exitCode},
+		events.TypeNodeResized:     events.NodeResized{Properties: json.RawMessage(`{"ram":512}`), Previous: json.RawMessage(`{"ram":256}`)},
+		events.TypeResizeConfirmed: events.ResizeConfirmed{},
+		events.TypeResizeReverted:  events.ResizeReverted{Properties: json.RawMessage(`{"ram":256}`)},
 	}
 }
 

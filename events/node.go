@@ -37,6 +37,11 @@ type NodeCreated struct {
 	// qemu.Config), absent for kinds that have none (VPCS). The events
 	// package does not interpret them: the kind's package does.
 	Properties json.RawMessage `json:"properties,omitempty"`
+	// ConsolePassword is the password of the node's VNC console, absent
+	// for none (GNS3's nodes have none; a Nova server has one).
+	ConsolePassword string `json:"console_password,omitempty"`
+	// Metadata are the creator's key-value pairs (Nova's metadata).
+	Metadata map[string]string `json:"metadata,omitempty"`
 }
 
 // NodeUpdated carries the new values of every mutable node field.

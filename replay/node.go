@@ -10,20 +10,70 @@ import (
 	"labd/events"
 )
 
-// NodeStatus is a node's lifecycle state. The first three are GNS3's; a
-// deleted or closed node is no longer served, but its aggregate keeps its
-// version so the node can be created again (GNS3 controllers re-create
-// nodes with the same ids each time a project is opened).
+// NodeStatus is a node's stable lifecycle state, named by no dialect: each
+// API renders it in its own words (GNS3's started is running, its
+// suspended is paused). A deleted or closed node is no longer served, but
+// its aggregate keeps its version so the node can be created again (GNS3
+// controllers re-create nodes with the same ids each time a project is
+// opened).
 type NodeStatus string
 
 // Node statuses.
 const (
-	NodeStopped   NodeStatus = "stopped"
-	NodeStarted   NodeStatus = "started"
+	NodeStopped NodeStatus = "stopped"
+	NodeRunning NodeStatus = "running"
+	// NodePaused: the process runs, its machine is paused in memory.
+	NodePaused NodeStatus = "paused"
+	// NodeSuspended: the machine's state is saved to its disks and no
+	// process runs; a start restores it.
 	NodeSuspended NodeStatus = "suspended"
-	NodeDeleted   NodeStatus = "deleted"
-	NodeClosed    NodeStatus = "closed"
+	// NodeError: an operation failed and left the node in doubt; no
+	// process runs.
+	NodeError   NodeStatus = "error"
+	NodeDeleted NodeStatus = "deleted"
+	NodeClosed  NodeStatus = "closed"
 )
+
+// The transitional states a node is in while an operation runs (Node.Task).
+const (
+	TaskStarting      = "starting"
+	TaskStopping      = "stopping"
+	TaskRebooting     = "rebooting"
+	TaskRebootingHard = "rebooting_hard"
+	TaskPausing       = "pausing"
+	TaskUnpausing     = "unpausing"
+	TaskSuspending    = "suspending"
+	TaskResuming      = "resuming"
+	TaskResizing      = "resizing"
+	TaskDeleting      = "deleting"
+)
+
+// MaxOperations is how many operation records a node's state keeps, the
+// most recent; the history keeps them all.
+const MaxOperations = 100
+
+// Operation is an operation record: what was asked, and what became of it.
+type Operation struct {
+	events.Operation
+	// State is PENDING, STARTED, SUCCESS, FAILURE or REVOKED.
+	State   string `json:"state"`
+	Message string `json:"message,omitempty"`
+	Error   string `json:"error,omitempty"`
+	// Started is when it was accepted, Ended when it ended (zero while
+	// it is in flight).
+	Started time.Time `json:"started"`
+	Ended   time.Time `json:"ended,omitzero"`
+}
+
+// InFlight reports whether the operation has not ended.
+func (o Operation) InFlight() bool { return o.State == events.OpPending || o.State == events.OpStarted }
+
+// Resize is a resize waiting to be confirmed or reverted.
+type Resize struct {
+	// Previous are the properties before it.
+	Previous json.RawMessage `json:"previous"`
+	At       time.Time       `json:"at"`
+}
 
 // Link is a node port with a NIO attached.
 type Link struct {
@@ -55,9 +105,21 @@ type Node struct {
 	Links []Link `json:"links"`
 	// LastStop says why the node last stopped, nil if it never ran.
 	LastStop *events.NodeStopped `json:"last_stop,omitempty"`
-	Version  uint64              `json:"version"`
-	Created  time.Time           `json:"created"`
-	Updated  time.Time           `json:"updated"`
+	// Task is the node's transitional state ("stopping"...), "" when no
+	// operation is in flight.
+	Task string `json:"task,omitempty"`
+	// Operations are the node's operation records, oldest first: the
+	// last MaxOperations, the one in flight included.
+	Operations []Operation `json:"operations,omitempty"`
+	// Resize is the resize waiting to be confirmed, nil when none.
+	Resize *Resize `json:"resize,omitempty"`
+	// ConsolePassword is the VNC console's password, "" for none.
+	ConsolePassword string `json:"console_password,omitempty"`
+	// Metadata are the creator's key-value pairs.
+	Metadata map[string]string `json:"metadata,omitempty"`
+	Version  uint64            `json:"version"`
+	Created  time.Time         `json:"created"`
+	Updated  time.Time         `json:"updated"`
 }
 
 // Exists reports whether the node is served: created, not deleted or
@@ -68,6 +130,28 @@ func (n *Node) Exists() bool {
 
 // Running reports whether the node has a process.
 func (n *Node) Running() bool { return n.Exists() && n.Process != nil }
+
+// InFlight returns the operation in flight, nil when none.
+func (n *Node) InFlight() *Operation {
+	if n == nil || len(n.Operations) == 0 {
+		return nil
+	}
+	if op := &n.Operations[len(n.Operations)-1]; op.InFlight() {
+		return op
+	}
+	return nil
+}
+
+// Operation returns the record of an operation the state keeps, by its id
+// or its request id.
+func (n *Node) Operation(id string) (Operation, bool) {
+	for i := len(n.Operations) - 1; i >= 0; i-- {
+		if op := n.Operations[i]; op.ID == id || op.RequestID != "" && op.RequestID == id {
+			return op, true
+		}
+	}
+	return Operation{}, false
+}
 
 // Link returns the link of a port.
 func (n *Node) Link(adapter, port int) (Link, bool) {
@@ -123,6 +207,7 @@ func ApplyNode(n *Node, r events.Record) (*Node, error) {
 		next = Node{
 			ProjectID: r.ProjectID, ID: r.NodeID, Kind: d.Kind, Name: d.Name,
 			Console: d.Console, ConsoleType: d.ConsoleType, MACID: d.MACID, Properties: d.Properties,
+			ConsolePassword: d.ConsolePassword, Metadata: d.Metadata,
 			Status: NodeStopped, Version: r.Seq, Created: r.At, Updated: r.At,
 		}
 	case events.NodeUpdated:
@@ -135,23 +220,71 @@ func ApplyNode(n *Node, r events.Record) (*Node, error) {
 			return fail("the node is already running")
 		}
 		p := d
-		next.Status, next.Process, next.CommandLine = NodeStarted, &p, d.CommandLine
+		next.Status, next.Process, next.CommandLine = NodeRunning, &p, d.CommandLine
 	case events.NodeStopped:
-		if !n.Running() {
+		// A stop of a node in error, which has no process, clears it.
+		if !n.Running() && n.Status != NodeError {
 			return fail("the node is not running")
 		}
 		s := d
 		next.Status, next.Process, next.LastStop = NodeStopped, nil, &s
-	case events.NodeSuspended:
-		if n.Status != NodeStarted {
+	case events.NodeSaved:
+		if !n.Running() {
 			return fail("the node is not running")
 		}
-		next.Status = NodeSuspended
+		next.Status, next.Process = NodeSuspended, nil
+	case events.NodeResized:
+		if n.Resize != nil {
+			return fail("a resize waits to be confirmed or reverted")
+		}
+		next.Properties, next.Resize = d.Properties, &Resize{Previous: d.Previous, At: r.At}
+	case events.ResizeConfirmed:
+		if n.Resize == nil {
+			return fail("no resize waits to be confirmed")
+		}
+		next.Resize = nil
+	case events.ResizeReverted:
+		if n.Resize == nil {
+			return fail("no resize waits to be reverted")
+		}
+		next.Properties, next.Resize = d.Properties, nil
+	case events.OperationStarted:
+		if op := n.InFlight(); op != nil {
+			return fail(fmt.Sprintf("operation %s (%s) is in flight", op.ID, op.Op))
+		}
+		next.Task = d.Task
+		next.Operations = keepRecent(n.Operations, Operation{Operation: d.Operation, State: d.State, Started: r.At})
+	case events.OperationEnded:
+		if d.Record != nil {
+			next.Operations = keepRecent(n.Operations, Operation{Operation: *d.Record, State: d.State,
+				Message: d.Message, Error: d.Error, Started: r.At, Ended: r.At})
+			break
+		}
+		op := n.InFlight()
+		if op == nil || op.ID != d.ID {
+			return fail(fmt.Sprintf("operation %s is not in flight", d.ID))
+		}
+		if d.Fault {
+			if n.Running() {
+				return fail("a node with a process cannot be in error")
+			}
+			next.Status = NodeError
+		}
+		ended := *op
+		ended.State, ended.Message, ended.Error, ended.Ended = d.State, d.Message, d.Error, r.At
+		next.Operations = slices.Clone(n.Operations)
+		next.Operations[len(next.Operations)-1] = ended
+		next.Task = ""
+	case events.NodeSuspended:
+		if n.Status != NodeRunning {
+			return fail("the node is not running")
+		}
+		next.Status = NodePaused
 	case events.NodeResumed:
-		if n.Status != NodeSuspended {
+		if n.Status != NodePaused {
 			return fail("the node is not suspended")
 		}
-		next.Status = NodeStarted
+		next.Status = NodeRunning
 	case events.NodeReset:
 		if !n.Running() {
 			return fail("the node is not running")
@@ -163,9 +296,9 @@ func ApplyNode(n *Node, r events.Record) (*Node, error) {
 	case events.NodeStartFailed:
 		// A start that left nothing running: a record, no state change.
 	case events.NodeDeleted:
-		next.Status, next.Process, next.Links = NodeDeleted, nil, nil
+		next.Status, next.Process, next.Links, next.Task = NodeDeleted, nil, nil, ""
 	case events.NodeClosed:
-		next.Status, next.Process, next.Links = NodeClosed, nil, nil
+		next.Status, next.Process, next.Links, next.Task = NodeClosed, nil, nil, ""
 	case events.NIOAdded:
 		i, taken := n.linkIndex(d.Adapter, d.Port)
 		if taken {
@@ -207,6 +340,15 @@ func ApplyNode(n *Node, r events.Record) (*Node, error) {
 		return fail("not a node event")
 	}
 	return &next, nil
+}
+
+// keepRecent appends op to ops, dropping the oldest beyond MaxOperations;
+// ops is not modified.
+func keepRecent(ops []Operation, op Operation) []Operation {
+	if len(ops) >= MaxOperations {
+		ops = ops[len(ops)-MaxOperations+1:]
+	}
+	return append(slices.Clip(ops), op)
 }
 
 // heldPorts returns the console port and the UDP tunnel ports n holds.

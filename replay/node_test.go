@@ -133,12 +133,12 @@ func TestNodeSuspendResumeAndProperties(t *testing.T) {
 		want replay.NodeStatus
 	}{
 		{events.NodeUpdated{Name: "Q2", Properties: json.RawMessage(`{"ram":512}`)}, replay.NodeStopped},
-		{events.NodeStarted{PID: 7}, replay.NodeStarted},
-		{events.NodeAdopted{PID: 7}, replay.NodeStarted},
-		{events.NodeSuspended{Cause: events.CauseRequested}, replay.NodeSuspended},
-		{events.NodeResumed{Cause: events.CauseGuest}, replay.NodeStarted},
-		{events.NodeReset{Cause: events.CauseGuest}, replay.NodeStarted},
-		{events.NodeSuspended{Cause: events.CauseGuest}, replay.NodeSuspended},
+		{events.NodeStarted{PID: 7}, replay.NodeRunning},
+		{events.NodeAdopted{PID: 7}, replay.NodeRunning},
+		{events.NodeSuspended{Cause: events.CauseRequested}, replay.NodePaused},
+		{events.NodeResumed{Cause: events.CauseGuest}, replay.NodeRunning},
+		{events.NodeReset{Cause: events.CauseGuest}, replay.NodeRunning},
+		{events.NodeSuspended{Cause: events.CauseGuest}, replay.NodePaused},
 		{events.NodeStopped{Reason: events.StopGuestShutdown}, replay.NodeStopped},
 	}
 	for i, st := range steps {

@@ -40,10 +40,58 @@ type Info struct {
 	// AlwaysOn says that stop and suspend leave the node running: GNS3's
 	// switches and hubs are always started.
 	AlwaysOn bool
+	// Caps are the lifecycle operations a running node of the kind has
+	// beyond start and stop; the strict dialects refuse the others
+	// before anything is recorded.
+	Caps Caps
 }
 
 // HasConsole reports whether the kind's nodes may have a console.
 func (i Info) HasConsole() bool { return len(i.ConsoleTypes) > 0 }
+
+// Can reports whether the kind has all of the operations c.
+func (i Info) Can(c Caps) bool { return i.Caps&c == c }
+
+// Caps is a set of lifecycle operations of a kind.
+type Caps uint8
+
+// Lifecycle operations a kind may have.
+const (
+	// CanPause: Run.Suspend and Run.Resume pause and continue the node
+	// in memory.
+	CanPause Caps = 1 << iota
+	// CanPowerButton: the Run is a PowerButton, so a stop can be
+	// graceful (the guest is asked, then forced after a timeout).
+	CanPowerButton
+	// CanSave: the Run is a Saver (suspend to disk, restored by the next
+	// Launch of a Node with Restore).
+	CanSave
+	// CanReset: Run.Reset resets the machine in place (a hard reboot).
+	CanReset
+)
+
+// PowerButton is a Run whose guest can be asked to shut down (QEMU's ACPI
+// power button). Pressing it returns at once; the process ends when the
+// guest has powered off, if it ever does.
+type PowerButton interface {
+	PressPowerButton() error
+}
+
+// Saver is a Run that can save its machine's whole state to the node's
+// disks (suspend to disk). The machine is left paused: the caller then
+// ends the run, and a Launch of the node with Node.Restore resumes it.
+type Saver interface {
+	Save() error
+}
+
+// Sizer is a Driver whose nodes have a size: virtual CPUs and memory.
+type Sizer interface {
+	// Size returns the CPUs and the memory in MB the properties give.
+	Size(props json.RawMessage) (cpus, ramMB int)
+	// Resize returns n's properties with cpus and ramMB, settled as a
+	// Settle of that change would.
+	Resize(n Node, cpus, ramMB int) (json.RawMessage, error)
+}
 
 // Node is what a driver sees of a node.
 type Node struct {
@@ -59,6 +107,11 @@ type Node struct {
 	Dir, ProjectDir string
 	// Links are the node's linked ports.
 	Links []Link
+	// ConsolePassword is the password of the node's VNC console, ""
+	// for none.
+	ConsolePassword string
+	// Restore says that a Launch resumes the state a Saver saved.
+	Restore bool
 }
 
 // Link is a linked port of a node.

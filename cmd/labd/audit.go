@@ -23,7 +23,7 @@ func auditTool(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.SetOutput(stderr)
 	var sf storeFlags
 	sf.register(fs)
-	setUsage(fs, "labd audit "+storeSynopsis+" [--project ID] [--node ID] [--since TIME] [--until TIME] [--json]\n       labd audit "+storeSynopsis+" --verify",
+	setUsage(fs, "labd audit "+storeSynopsis+" [--project ID] [--node ID] [--since TIME] [--until TIME] [--json] [--operations]\n       labd audit "+storeSynopsis+" --verify",
 		`Print the timeline of a compute's events, oldest first, or with --verify
 fold the whole history and check its invariants: every event folds, no port
 is held twice, every NIO is on an existing node and port, every capture is on
@@ -34,6 +34,7 @@ violation.`)
 	since := fs.String("since", "", "only the events at or after this RFC 3339 `TIME`")
 	until := fs.String("until", "", "only the events at or before this RFC 3339 `TIME`")
 	asJSON := fs.Bool("json", false, "print JSON lines: one {seq, at, type, project_id, node_id, data} object per event")
+	operations := fs.Bool("operations", false, "print the lifecycle operation records instead of the events: what was asked of each node, when, and its outcome")
 	verify := fs.Bool("verify", false, "fold the whole history and check its invariants; exit non-zero on any violation")
 	if err := parseToolFlags(fs, args, &sf); err != nil {
 		return err
@@ -56,8 +57,8 @@ violation.`)
 			return fmt.Errorf("--until: want an RFC 3339 time: %w", err)
 		}
 	}
-	if *verify && (*projectID != "" || *nodeID != "" || *since != "" || *until != "" || *asJSON) {
-		return errors.New("--verify checks the whole history: it does not go with --project, --node, --since, --until or --json")
+	if *verify && (*projectID != "" || *nodeID != "" || *since != "" || *until != "" || *asJSON || *operations) {
+		return errors.New("--verify checks the whole history: it does not go with --project, --node, --since, --until, --json or --operations")
 	}
 
 	store, closeStore, err := openToolStore(ctx, sf)
@@ -67,6 +68,9 @@ violation.`)
 	defer closeStore()
 	if *verify {
 		return runVerify(ctx, store, sf.computeID, stdout)
+	}
+	if *operations {
+		return auditOperations(ctx, store, aggregateFilter(sf.computeID, *projectID, *nodeID), from, to, *asJSON, stdout)
 	}
 	ew := &eventWriter{w: stdout, json: *asJSON}
 	if err := ew.header(); err != nil {
@@ -127,11 +131,17 @@ type verifyReport struct {
 	// Captures are the captures still running at the end of the history:
 	// listed, not a problem.
 	Captures []string
+	// InFlight are the operations in flight at the end of the history:
+	// listed, not a problem (labd may be running them).
+	InFlight []string
 }
 
 func (r verifyReport) print(w io.Writer) {
 	for _, c := range r.Captures {
 		fmt.Fprintf(w, "capture still running: %s\n", c)
+	}
+	for _, o := range r.InFlight {
+		fmt.Fprintf(w, "operation in flight: %s\n", o)
 	}
 	if len(r.Problems) == 0 {
 		fmt.Fprintf(w, "verify: OK (%d events, %d projects, %d nodes)\n", r.Events, r.Projects, r.Nodes)
@@ -164,7 +174,7 @@ func plural(n int, noun string) string {
 //     0/0; QEMU: adapters 0 to "adapters"-1 of its properties, port 0);
 //   - every capture is on its linked port;
 //   - no node exists in a project that is not open, and a node has a
-//     process exactly when it is started or suspended.
+//     process exactly when it is running or paused (GNS3: started or suspended).
 //
 // It reads only the exported state, not the fold's own indexes, so that
 // it checks the fold rather than trusts it.
@@ -222,10 +232,17 @@ func verifyState(s *replay.State, folded int, foldErr error) verifyReport {
 				consoles[n.Console] = name
 			}
 		}
+		op := n.InFlight()
 		switch {
-		case n.Process != nil && n.Status != replay.NodeStarted && n.Status != replay.NodeSuspended:
+		case op != nil:
+			rep.InFlight = append(rep.InFlight, fmt.Sprintf("%s %s of %s since %s", op.Op, op.ID, name, op.Started.Format(timeLayout)))
+		case n.Task != "":
+			problem("%s is %s but no operation is in flight", name, n.Task)
+		}
+		switch {
+		case n.Process != nil && n.Status != replay.NodeRunning && n.Status != replay.NodePaused:
 			problem("%s is %s but has a process (pid %d)", name, n.Status, n.Process.PID)
-		case n.Process == nil && (n.Status == replay.NodeStarted || n.Status == replay.NodeSuspended):
+		case n.Process == nil && (n.Status == replay.NodeRunning || n.Status == replay.NodePaused):
 			problem("%s is %s but has no process", name, n.Status)
 		}
 		if n.Process != nil {

@@ -161,7 +161,7 @@ func TestReplayAtThreePointsInTime(t *testing.T) {
 		seq    uint64
 	}
 	stoppedFresh := want{replay.NodeStopped, 0, 0, created.seq}
-	running := want{replay.NodeStarted, 4242, 0, start.seq}
+	running := want{replay.NodeRunning, 4242, 0, start.seq}
 	stoppedLinked := want{replay.NodeStopped, 0, 1, stop.seq}
 	for _, tc := range []struct {
 		at   string
@@ -187,7 +187,7 @@ func TestReplayAtThreePointsInTime(t *testing.T) {
 			t.Errorf("--at %q: node %+v, want %+v", tc.at, got, tc.want)
 		}
 	}
-	if sum := replayAt(itoa(linked.seq)); len(findNode(t, sum, n).Links) != 1 || findNode(t, sum, n).Status != replay.NodeStarted {
+	if sum := replayAt(itoa(linked.seq)); len(findNode(t, sum, n).Links) != 1 || findNode(t, sum, n).Status != replay.NodeRunning {
 		t.Errorf("--at %d: %+v", linked.seq, findNode(t, sum, n))
 	}
 	// Before the first event: nothing.
@@ -455,7 +455,7 @@ func TestAuditVerifyStateInvariants(t *testing.T) {
 		return &replay.Node{ProjectID: project, ID: id, Kind: "vpcs", Name: id, Console: console, Status: replay.NodeStopped}
 	}
 	running := func(n *replay.Node, ports ...int) *replay.Node {
-		n.Status, n.Process = replay.NodeStarted, &events.NodeStarted{PID: 7, Tunnels: []events.Tunnel{{NodePort: ports[0], BridgePort: ports[1]}}}
+		n.Status, n.Process = replay.NodeRunning, &events.NodeStarted{PID: 7, Tunnels: []events.Tunnel{{NodePort: ports[0], BridgePort: ports[1]}}}
 		return n
 	}
 	link := func(n *replay.Node, adapter, port int, capture *events.CaptureStarted) *replay.Node {
@@ -505,7 +505,7 @@ func TestAuditVerifyStateInvariants(t *testing.T) {
 		{"capture on another port", state([]*replay.Project{opened("p")}, link(node("p", "a", 5000), 0, 0, &events.CaptureStarted{Adapter: 1})),
 			"capture of port 1/0 recorded on port 0/0"},
 		{"started without a process", state([]*replay.Project{opened("p")},
-			func() *replay.Node { n := node("p", "a", 5000); n.Status = replay.NodeStarted; return n }()),
+			func() *replay.Node { n := node("p", "a", 5000); n.Status = replay.NodeRunning; return n }()),
 			"node a (project p) is started but has no process"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -44,12 +44,19 @@ func consoleOf(n *replay.Node) *int {
 	return &c
 }
 
-// status is a node status as GNS3 names it.
+// status is a node status as GNS3 names it: GNS3 has no words for a
+// machine saved to disk (it shows suspended, and a start or a resume
+// restores it) or for a node in error (stopped).
 func status(n *replay.Node) string {
-	if n.Exists() {
-		return string(n.Status)
+	switch {
+	case !n.Exists():
+		return "stopped"
+	case n.Status == replay.NodeRunning:
+		return "started"
+	case n.Status == replay.NodePaused, n.Status == replay.NodeSuspended:
+		return "suspended"
 	}
-	return string(replay.NodeStopped)
+	return "stopped"
 }
 
 func (s *Server) v1VPCS(n *replay.Node) vmV1 {
