@@ -187,7 +187,7 @@ func TestToolsThroughTheBinary(t *testing.T) {
 		}
 		types = append(types, l.Type)
 	}
-	if got := strings.Join(types, " "); got != "node.created node.started node.stopped" {
+	if got := strings.Join(types, " "); got != "node.created node.started node.operation_ended node.stopped node.operation_ended" {
 		t.Fatalf("audit --node: %s", got)
 	}
 
@@ -222,7 +222,7 @@ func TestToolsThroughTheBinary(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &sum); err != nil {
 		t.Fatal(err)
 	}
-	if sum.Seq != startedLine.Seq || len(sum.Nodes) != 1 || sum.Nodes[0].Status != "started" || sum.Nodes[0].Process == nil || sum.Nodes[0].Process.PID == 0 {
+	if sum.Seq != startedLine.Seq || len(sum.Nodes) != 1 || sum.Nodes[0].Status != "running" || sum.Nodes[0].Process == nil || sum.Nodes[0].Process.PID == 0 {
 		t.Fatalf("replay --at %d: %s", startedLine.Seq, out)
 	}
 

@@ -198,7 +198,7 @@ func TestReplayAtThreePointsInTime(t *testing.T) {
 	// The table says where it stopped and shows the running node's pid.
 	out := mustRunTool(t, replayTool, append(base, "--at", itoa(start.seq))...)
 	for _, want := range []string{"state at sequence " + itoa(start.seq) + " (--at " + itoa(start.seq) + ")", "p-lab", "lab", "opened",
-		"n-pc1", "vpcs", "started", "5000", "4242"} {
+		"n-pc1", "vpcs", "running", "5000", "4242"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table at %d lacks %q:\n%s", start.seq, want, out)
 		}
@@ -506,7 +506,7 @@ func TestAuditVerifyStateInvariants(t *testing.T) {
 			"capture of port 1/0 recorded on port 0/0"},
 		{"started without a process", state([]*replay.Project{opened("p")},
 			func() *replay.Node { n := node("p", "a", 5000); n.Status = replay.NodeRunning; return n }()),
-			"node a (project p) is started but has no process"},
+			"node a (project p) is running but has no process"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rep := verifyState(tc.s, 0, nil)
