@@ -31,7 +31,7 @@ type fixture struct {
 	dir    string
 }
 
-func start(t *testing.T, env *jstest.Env) *fixture {
+func start(t testing.TB, env *jstest.Env) *fixture {
 	t.Helper()
 	if env == nil {
 		env = jstest.Start(t, jstest.Options{})
@@ -61,7 +61,7 @@ func start(t *testing.T, env *jstest.Env) *fixture {
 	return &fixture{env: env, client: c, pool: pool, dir: dir}
 }
 
-func (f *fixture) create(t *testing.T, name string) string {
+func (f *fixture) create(t testing.TB, name string) string {
 	t.Helper()
 	id := uuid.NewString()
 	if _, _, err := f.client.CreateProject(t.Context(), actors.CreateProject{ProjectID: id, Name: name}); err != nil {

@@ -568,6 +568,7 @@ func (a *nodeActor) deleteOp(c Operate, cur *replay.Operation) (Outcome, error) 
 	if err := a.commit(append(evs, started(rec))...); err != nil {
 		return Outcome{}, err
 	}
+	defer a.answerWaiters()
 	if err := a.remove(events.NodeDeleted{}, endOf(rec.ID, nil)); err != nil {
 		return Outcome{}, err
 	}

@@ -360,7 +360,7 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 		switch {
 		case a.state.Running():
 			ctx.Send(ctx.Self(), reconcile{})
-		case a.state.Exists() && a.state.InFlight() == nil:
+		case a.state.Exists():
 			// A process that labd started but could not record before it
 			// died runs unowned in the node directory: end it, or a start
 			// would run the node twice.
