@@ -34,6 +34,9 @@ type Run struct {
 	QMP string
 	// Tunnels has one entry per adapter.
 	Tunnels []Tunnel
+	// VNCPassword turns on the VNC console's password authentication
+	// (the password is set over QMP once QEMU runs).
+	VNCPassword bool
 	// LoadVM restores the saved state (on_close save_vm_state).
 	LoadVM bool
 	// Accel is the -machine accel= value; empty means Accel().
@@ -138,7 +141,12 @@ func Args(c Config, r Run) ([]string, error) {
 	case "telnet":
 		a = append(a, "-serial", "telnet:127.0.0.1:"+strconv.Itoa(r.Console)+",server=on,wait=off")
 	case "vnc":
-		a = append(a, "-vnc", host+":"+strconv.Itoa(r.Console-5900))
+		vnc := host + ":" + strconv.Itoa(r.Console-5900)
+		if r.VNCPassword {
+			// The password itself goes over QMP, never on the command line.
+			vnc += ",password=on"
+		}
+		a = append(a, "-vnc", vnc)
 	case "spice", "spice+agent":
 		a = append(a, "-spice", "addr="+host+",port="+strconv.Itoa(r.Console)+",disable-ticketing=on", "-vga", "qxl")
 	}

@@ -48,7 +48,8 @@ type Driver struct {
 
 // Info describes the kind.
 func (d Driver) Info() kind.Info {
-	return kind.Info{Kind: Kind, Title: "QEMU", ConsoleTypes: ConsoleTypes}
+	return kind.Info{Kind: Kind, Title: "QEMU", ConsoleTypes: ConsoleTypes,
+		Caps: kind.CanPause | kind.CanPowerButton | kind.CanSave | kind.CanReset}
 }
 
 // Available reports whether a QEMU system emulator is installed.
@@ -271,13 +272,13 @@ func (d Driver) command(h kind.Host, n kind.Node, c Config, bin string, v *vm) (
 		}
 		images[prop] = path
 	}
-	loadVM, err := d.savedState(ctx, h.User, c, disks)
+	loadVM, err := d.savedState(ctx, h.User, c, disks, n.Restore)
 	if err != nil {
 		return nil, err
 	}
 	run := Run{
 		Binary: bin, Name: n.Name, NodeID: n.ID, Images: images, LoadVM: loadVM, ConsoleHost: h.Addr,
-		QMP: v.rec.Control,
+		QMP: v.rec.Control, VNCPassword: n.ConsolePassword != "" && c.ConsoleType == "vnc",
 	}
 	switch c.ConsoleType {
 	case "telnet":
@@ -326,17 +327,22 @@ func qmpDir(dir string, u *kind.User) error {
 }
 
 // savedState reports whether a start resumes from the state a stop with
-// on_close save_vm_state saved. A saved state the node will not resume
-// from is deleted, as GNS3 does, so that it is not resumed later by
-// surprise.
-func (d Driver) savedState(ctx context.Context, u *kind.User, c Config, disks []string) (bool, error) {
+// on_close save_vm_state, or a suspend to disk (restore), saved. A saved
+// state the node will not resume from is deleted, as GNS3 does, so that it
+// is not resumed later by surprise. A restore that finds no saved state
+// fails: a suspended machine is never booted afresh in its place.
+func (d Driver) savedState(ctx context.Context, u *kind.User, c Config, disks []string, restore bool) (bool, error) {
+	keep := restore || c.OnClose == "save_vm_state"
 	if len(disks) == 0 {
+		if restore {
+			return false, kind.Conflict("the node has no disk to restore its saved state from")
+		}
 		return false, nil
 	}
 	img, err := d.img(u)
 	if err != nil {
-		if c.OnClose == "save_vm_state" {
-			return false, kind.Conflict("save_vm_state needs qemu-img: %v", err)
+		if keep {
+			return false, kind.Conflict("restoring a saved state needs qemu-img: %v", err)
 		}
 		return false, nil
 	}
@@ -346,13 +352,16 @@ func (d Driver) savedState(ctx context.Context, u *kind.User, c Config, disks []
 		if err != nil {
 			return false, kind.Conflict("could not read the disk %s: %v", disk, err)
 		}
-		if has && c.OnClose != "save_vm_state" {
+		if has && !keep {
 			if err := DeleteSnapshot(ctx, img, disk, SavedState); err != nil {
 				return false, kind.Conflict("could not delete the saved state of %s: %v", disk, err)
 			}
 			continue
 		}
 		found = found || has
+	}
+	if restore && !found {
+		return false, kind.Conflict("no disk of the node holds its saved state")
 	}
 	return found, nil
 }
@@ -460,6 +469,11 @@ func (v *vm) attach(c Config, n kind.Node) error {
 		return kind.Conflict("QEMU did not start: %v\n%s", err, kind.LogTail(p.Log(), 2048))
 	}
 	v.setQMP(client)
+	if n.ConsolePassword != "" && c.ConsoleType == "vnc" {
+		if err := v.machine.SetVNCPassword(ctx, n.ConsolePassword); err != nil {
+			return kind.Conflict("could not set the VNC password: %v", err)
+		}
+	}
 	if c.ReplicateNetworkConnectionState {
 		for _, t := range v.rec.Tunnels {
 			if l, ok := n.Linked(t.Port); !ok || !l.Up {
@@ -627,6 +641,49 @@ func (v *vm) saveVMState() error {
 	return v.machine.SaveVM(ctx, SavedState)
 }
 
+// PressPowerButton presses the ACPI power button (QMP system_powerdown):
+// the guest is asked to shut down, and QEMU exits once it has.
+func (v *vm) PressPowerButton() error {
+	if v.qmp == nil {
+		return kind.Conflict("QEMU's monitor is not connected")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := v.machine.Powerdown(ctx); err != nil {
+		return kind.Conflict("could not press the power button: %v", err)
+	}
+	return nil
+}
+
+// Save pauses the machine and saves its whole state into the node's
+// disks (GNS3's snapshot name, which a Launch with Restore loads). On
+// failure the machine is continued: nothing changed.
+func (v *vm) Save() error {
+	if v.qmp == nil {
+		return kind.Conflict("QEMU's monitor is not connected")
+	}
+	if err := v.saveVMState(); err != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if cerr := v.machine.Continue(ctx); cerr != nil {
+			v.h.Logger.Error("could not continue QEMU after a failed save", "err", cerr)
+		}
+		return kind.Conflict("could not save the machine's state: %v", err)
+	}
+	return nil
+}
+
+// Size returns a node's CPUs and memory.
+func (d Driver) Size(props json.RawMessage) (cpus, ramMB int) {
+	c := Decode(props)
+	return c.CPUs, c.RAM
+}
+
+// Resize returns n's properties with a new size, settled.
+func (d Driver) Resize(n kind.Node, cpus, ramMB int) (json.RawMessage, error) {
+	return d.Settle(n, &Patch{CPUs: &cpus, RAM: &ramMB})
+}
+
 // Release leaves QEMU running for the next labd: its QMP socket stays.
 func (v *vm) Release() {
 	if v.proc != nil {
@@ -636,4 +693,9 @@ func (v *vm) Release() {
 	v.bridges.Close()
 }
 
-var _ kind.Driver = Driver{}
+var (
+	_ kind.Driver      = Driver{}
+	_ kind.Sizer       = Driver{}
+	_ kind.PowerButton = (*vm)(nil)
+	_ kind.Saver       = (*vm)(nil)
+)

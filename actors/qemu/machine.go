@@ -131,6 +131,15 @@ func (m *Machine) SaveVM(ctx context.Context, name string) error {
 	return nil
 }
 
+// SetVNCPassword sets the password of the VNC console (QEMU uses its first
+// 8 characters).
+func (m *Machine) SetVNCPassword(ctx context.Context, password string) error {
+	if err := m.monitor(ctx).ChangeVNCPassword(password); err != nil {
+		return opErr("set the VNC password", err)
+	}
+	return nil
+}
+
 // hmpWord reports whether s reaches an HMP command as one plain argument.
 func hmpWord(s string) bool {
 	return s != "" && !strings.ContainsFunc(s, func(r rune) bool {
