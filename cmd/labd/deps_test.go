@@ -40,7 +40,8 @@ var allowedImports = map[string][]string{
 	"labd/http/api": {"labd/actors", "labd/actors/kind", "labd/actors/vpcs", "labd/actors/qemu", "labd/actors/ethswitch",
 		"labd/actors/hub", "labd/actors/cloud", "labd/http/access", "labd/http/notify", "labd/events",
 		"labd/replay", "labd/nio", "labd/nio/pcap", "labd/host"},
-	"labd/cmd/labd": {"*"},
+	"labd/http/nova": {"labd/actors", "labd/actors/qemu", "labd/http/access", "labd/replay"},
+	"labd/cmd/labd":  {"*"},
 }
 
 func TestImportsFlowOneWay(t *testing.T) {

@@ -28,6 +28,7 @@ import (
 	"labd/events/jetstream"
 	"labd/http/api"
 	"labd/http/notify"
+	"labd/http/nova"
 	"labd/nio"
 )
 
@@ -64,6 +65,10 @@ type serveConfig struct {
 	noAuth             bool
 	allowOrigins       []string
 	allowHosts         []string
+	novaListen         string
+	novaTokens         map[string]string
+	novaFlavors        []nova.Flavor
+	novaShutdown       time.Duration
 }
 
 // passwordEnv holds the API password when no --auth-password-file is
@@ -122,6 +127,16 @@ func parseServeFlags(args []string) (serveConfig, error) {
 	fs.StringVar(&nodeUser, "node-user", actors.DefaultNodeUser, "unprivileged account node processes run as when labd runs as root")
 	fs.StringVar(&c.authUser, "auth-user", "", "require HTTP Basic authentication as this user (password from --auth-password-file or "+passwordEnv+")")
 	fs.StringVar(&passwordFile, "auth-password-file", "", "file holding the --auth-user password")
+	fs.StringVar(&c.novaListen, "nova-listen", "", "also serve the OpenStack Nova API on this host:port of its own (it is always on the main listener at /v2.1/ and /v2/{project_id}/)")
+	fs.Func("nova-tokens", "Nova token table `FILE`: one \"TOKEN PROJECT_ID\" per line; without one, Nova takes any token on loopback only", func(v string) (err error) {
+		c.novaTokens, err = nova.ReadTokens(v)
+		return err
+	})
+	fs.Func("nova-flavors", "Nova flavor table `FILE` (a JSON array of {id, name, vcpus, ram, disk}) instead of the built-in one", func(v string) (err error) {
+		c.novaFlavors, err = nova.ReadFlavors(v)
+		return err
+	})
+	fs.DurationVar(&c.novaShutdown, "nova-shutdown-timeout", nova.DefaultShutdownTimeout, "how long a Nova os-stop or SOFT reboot waits for the guest before forcing (Nova's shutdown_timeout)")
 	fs.BoolVar(&c.noAuth, "no-auth", false, "serve a non-loopback address without authentication (anyone who reaches it controls the host's labs)")
 	fs.Func("allow-origin", "also let web pages of this origin (http://host:port) call the API; repeatable", func(v string) error {
 		u, err := url.Parse(v)
@@ -237,6 +252,18 @@ func (c *serveConfig) readPassword(file string) error {
 // address other machines can reach without authentication, unless
 // --no-auth says so: whoever reaches labd runs programs on the host.
 func (c *serveConfig) checkExposure() error {
+	// GNS3's HTTP Basic does not guard Nova, whose clients send tokens.
+	if !c.noAuth {
+		if c.novaListen != "" && c.novaTokens == nil {
+			host, _, err := net.SplitHostPort(c.novaListen)
+			if err != nil {
+				return fmt.Errorf("--nova-listen %q: %w", c.novaListen, err)
+			}
+			if !isLoopback(host) {
+				return fmt.Errorf("--nova-listen %s is reachable from other machines: give --nova-tokens or --no-auth", c.novaListen)
+			}
+		}
+	}
 	if c.authUser != "" || c.noAuth {
 		return nil
 	}
@@ -368,6 +395,18 @@ func serve(ctx context.Context, args []string) error {
 		},
 	})
 
+	// Nova on a listener: on its own, it also answers GET / (on the main
+	// one GET / is GNS3's); it takes any token only on loopback.
+	novaOn := func(host string, own bool) *nova.Server {
+		return nova.New(nova.Config{
+			Client: client, Images: qemu.Images{Root: c.imagesDir}, Flavors: c.novaFlavors, Tokens: c.novaTokens,
+			Open:            c.novaTokens == nil && (isLoopback(host) || c.noAuth),
+			ShutdownTimeout: c.novaShutdown, ComputeID: c.computeID, Root: own,
+			AllowOrigins: c.allowOrigins, AllowHosts: c.allowHosts, Logger: log.With("component", "nova"),
+		})
+	}
+	main := front{gns3: handler, dialects: []dialect{{owns: func(p string) bool { return nova.Owns(p) }, handler: novaOn(c.host, false)}}}
+
 	var wg sync.WaitGroup
 	hubCtx, stopHub := context.WithCancel(context.Background())
 	wg.Go(func() { hub.Run(hubCtx) })
@@ -380,13 +419,29 @@ func serve(ctx context.Context, args []string) error {
 		return err
 	}
 	srv := &http.Server{
-		Handler:           handler,
+		Handler:           main,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	srvErr := make(chan error, 1)
+	srvErr := make(chan error, 2)
 	wg.Go(func() { srvErr <- srv.Serve(ln) })
+	var novaSrv *http.Server
+	if c.novaListen != "" {
+		host, _, _ := net.SplitHostPort(c.novaListen)
+		nln, err := net.Listen("tcp", c.novaListen)
+		if err != nil {
+			srv.Close()
+			stopHub()
+			wg.Wait()
+			client.Stop(context.Background())
+			return err
+		}
+		novaSrv = &http.Server{Handler: novaOn(host, true), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+		wg.Go(func() { srvErr <- novaSrv.Serve(nln) })
+		log.Info("labd serves Nova", "addr", nln.Addr().String())
+	}
 	log.Info("labd is serving", "addr", ln.Addr().String(), "data_dir", c.dataDir, "gns3_version", c.gns3Version, "version", version)
 
 	select {
@@ -403,6 +458,11 @@ func serve(ctx context.Context, args []string) error {
 	if serr := srv.Shutdown(sctx); serr != nil {
 		log.Warn("in-flight requests did not finish in time", "err", serr)
 		srv.Close()
+	}
+	if novaSrv != nil {
+		if serr := novaSrv.Shutdown(sctx); serr != nil {
+			novaSrv.Close()
+		}
 	}
 	if serr := client.Stop(sctx); serr != nil {
 		log.Warn("actors did not stop in time", "err", serr)
