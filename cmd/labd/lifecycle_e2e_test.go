@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -207,5 +208,102 @@ func TestCrashDuringAGracefulStopEndsItsRecord(t *testing.T) {
 	if out, err := exec.Command(labdBinary(t), "audit", "--verify", "--data-dir", dir, "--compute-id", "e2e").CombinedOutput(); err != nil ||
 		!strings.Contains(string(out), "verify: OK") {
 		t.Fatalf("labd audit --verify: %v\n%s", err, out)
+	}
+}
+
+// One node, two APIs: a server made through Nova is an ordinary QEMU node
+// to GNS3 (started, and announced on the notification stream as GNS3
+// clients expect), and a node made through GNS3 is a server to Nova.
+func TestNovaAndGNS3SeeOneNode(t *testing.T) {
+	dir := t.TempDir()
+	images := filepath.Join(dir, "images", "QEMU")
+	if err := os.MkdirAll(images, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	img, err := os.ReadFile(filepath.Join("..", "..", "testdata", "images", "halt.img"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(images, "halt.img"), img, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d := startLabd(t, dir, "--vnc-port-range", "15900-15999")
+	pid := uuid.NewString()
+	mustCall(t, "POST", d.URL+"/v2/compute/projects", `{"name": "both", "project_id": "`+pid+`"}`, 201)
+
+	// The project's GNS3 notification stream, from now on.
+	resp, err := http.Get(d.URL + "/v2/compute/projects/" + pid + "/notifications")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("notifications: %v %v", resp, err)
+	}
+	defer resp.Body.Close()
+	lines := make(chan string, 256)
+	go func() {
+		sc := bufio.NewScanner(resp.Body)
+		sc.Buffer(make([]byte, 1<<16), 1<<20)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+
+	status, b := novaCall(t, "POST", d.URL+"/v2/"+pid+"/servers", `{"server": {"name": "vm", "imageRef": "halt.img", "flavorRef": "42", "networks": "none"}}`)
+	var created struct {
+		Server struct {
+			ID string `json:"id"`
+		} `json:"server"`
+	}
+	if status != 202 || json.Unmarshal(b, &created) != nil {
+		t.Fatalf("create: %d %s", status, b)
+	}
+	id := created.Server.ID
+	server := d.URL + "/v2/" + pid + "/servers/" + id
+	waitServer(t, server, 60*time.Second, "ACTIVE", func(s novaServer) bool { return s.Status == "ACTIVE" })
+	var node map[string]any
+	getJSON(t, d.URL+"/v2/compute/projects/"+pid+"/qemu/nodes/"+id, &node)
+	if node["status"] != "started" || node["console_type"] != "vnc" || node["name"] != "vm" {
+		t.Fatalf("GNS3 sees the Nova server as %v", node)
+	}
+	deadline := time.After(10 * time.Second)
+	for seen := false; !seen; {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatal("the notification stream ended")
+			}
+			seen = strings.Contains(l, `"action": "node.updated"`) && strings.Contains(l, id) && strings.Contains(l, `"status": "started"`) ||
+				strings.Contains(l, `"action":"node.updated"`) && strings.Contains(l, id) && strings.Contains(l, `"status":"started"`)
+		case <-deadline:
+			t.Fatal("no node.updated notification says the Nova server started")
+		}
+	}
+
+	// GNS3's stop of the server is Nova's SHUTOFF.
+	mustCall(t, "POST", d.URL+"/v2/compute/projects/"+pid+"/qemu/nodes/"+id+"/stop", "", 204)
+	if s := getServer(t, server); s.Status != "SHUTOFF" || s.VMState != "stopped" {
+		t.Fatalf("after GNS3's stop Nova sees %+v", s)
+	}
+
+	// A VPCS made through GNS3 is a server; what VPCS cannot do is 501.
+	b = mustCall(t, "POST", d.URL+"/v2/compute/projects/"+pid+"/vpcs/nodes", `{"name": "PC1"}`, 201)
+	var pc map[string]any
+	if err := json.Unmarshal(b, &pc); err != nil {
+		t.Fatal(err)
+	}
+	pcID := pc["node_id"].(string)
+	status, b = novaCall(t, "GET", d.URL+"/v2/"+pid+"/servers", "")
+	if status != 200 || !strings.Contains(string(b), pcID) || !strings.Contains(string(b), id) {
+		t.Fatalf("Nova's servers: %d %s", status, b)
+	}
+	if status, b := novaCall(t, "POST", d.URL+"/v2/"+pid+"/servers/"+pcID+"/action", `{"os-start": null}`); status != 202 {
+		t.Fatalf("os-start of the VPCS: %d %s", status, b)
+	}
+	waitServer(t, d.URL+"/v2/"+pid+"/servers/"+pcID, 10*time.Second, "ACTIVE", func(s novaServer) bool { return s.Status == "ACTIVE" })
+	getJSON(t, d.URL+"/v2/compute/projects/"+pid+"/vpcs/nodes/"+pcID, &pc)
+	if pc["status"] != "started" {
+		t.Fatalf("GNS3 sees the VPCS Nova started as %v", pc["status"])
+	}
+	if status, b := novaCall(t, "POST", d.URL+"/v2/"+pid+"/servers/"+pcID+"/action", `{"pause": null}`); status != 501 || !strings.Contains(string(b), "notImplemented") {
+		t.Fatalf("pause of a VPCS: %d %s, want 501 notImplemented", status, b)
 	}
 }
