@@ -256,7 +256,7 @@ func (a *nodeActor) checkOperate(c Operate, cur *replay.Operation) (overtake boo
 	}
 	switch {
 	case info.AlwaysOn && c.Op != OpRename && c.Op != OpDelete:
-		return false, unsupported("be " + string(c.Op) + "ed: it always runs")
+		return false, &Error{Class: ErrConflict, Msg: fmt.Sprintf("a %s node always runs: it has no %s", info.Title, c.Op), Err: ErrUnsupported}
 	case (c.Op == OpPause || c.Op == OpUnpause) && !info.Can(kind.CanPause):
 		return false, unsupported("be paused")
 	case (c.Op == OpSuspend || c.Op == OpResume) && !info.Can(kind.CanSave):

@@ -262,7 +262,8 @@ func (s *Server) ping() notification {
 // "project.updated" and "project.closed" as controller events: labd's own
 // actions are therefore namespaced "labd.", which GNS3 clients ignore.
 // Node events become GNS3's own: vm.* in v1, node.updated / node.deleted
-// in v2, and log.error when a node's process died.
+// in v2, and log.error when a node's process died; the lifecycle's
+// operation records go out as labd.node.operation_started and _ended.
 func (s *Server) render(it notify.Item, v apiVersion) []notification {
 	n := notification{ProjectID: it.ProjectID, Sequence: it.Seq}
 	one := func(action string, ev any) []notification {
@@ -327,7 +328,7 @@ func (s *Server) renderNode(it notify.Item, n notification, v apiVersion) []noti
 		} else {
 			add("node.updated", view())
 		}
-	case events.NodeSuspended:
+	case events.NodeSuspended, events.NodeSaved: // GNS3 shows both as suspended
 		if v == v1 {
 			add("vm.suspended", view())
 		} else {
@@ -345,7 +346,7 @@ func (s *Server) renderNode(it notify.Item, n notification, v apiVersion) []noti
 		} else {
 			add("node.deleted", view())
 		}
-	case events.NodeUpdated:
+	case events.NodeUpdated, events.NodeResized, events.ResizeReverted:
 		if v == v1 {
 			add("vm.updated", view())
 		} else {
