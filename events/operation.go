@@ -85,8 +85,8 @@ type NodeSaved struct {
 // NodeResized records a new size, with the properties before it: kept
 // until the resize is confirmed, put back if it is reverted.
 type NodeResized struct {
-	Properties json.RawMessage `json:"properties"`
-	Previous   json.RawMessage `json:"previous"`
+	Properties json.RawMessage `json:"properties,omitempty"`
+	Previous   json.RawMessage `json:"previous,omitempty"`
 }
 
 // ResizeConfirmed drops the properties a resize kept.
@@ -94,7 +94,7 @@ type ResizeConfirmed struct{}
 
 // ResizeReverted puts back the properties before a resize.
 type ResizeReverted struct {
-	Properties json.RawMessage `json:"properties"`
+	Properties json.RawMessage `json:"properties,omitempty"`
 }
 
 // EventType implements Data.
