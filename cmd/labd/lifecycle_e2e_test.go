@@ -38,6 +38,25 @@ func novaCall(t *testing.T, method, url, body string) (int, []byte) {
 	return resp.StatusCode, b
 }
 
+// haltDataDir returns a data directory whose image store holds
+// testdata/images/halt.img, a guest that ignores the power button.
+func haltDataDir(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	images := filepath.Join(dir, "images", "QEMU")
+	if err := os.MkdirAll(images, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	img, err := os.ReadFile(filepath.Join("..", "..", "testdata", "images", "halt.img"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(images, "halt.img"), img, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
 // alive reports whether pid runs (a zombie does not).
 func alive(pid int) bool {
 	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
@@ -94,18 +113,7 @@ func waitServer(t *testing.T, url string, within time.Duration, what string, ok 
 // operation's record ends SUCCESS (never left STARTED), labd audit
 // --operations shows it, and the history verifies.
 func TestCrashDuringAGracefulStopEndsItsRecord(t *testing.T) {
-	dir := t.TempDir()
-	images := filepath.Join(dir, "images", "QEMU")
-	if err := os.MkdirAll(images, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	img, err := os.ReadFile(filepath.Join("..", "..", "testdata", "images", "halt.img"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(images, "halt.img"), img, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	dir := haltDataDir(t)
 	const timeout = 30 * time.Second
 	flags := []string{"--nova-shutdown-timeout", timeout.String(), "--vnc-port-range", "15900-15999"}
 	d := startLabd(t, dir, flags...)
@@ -215,18 +223,7 @@ func TestCrashDuringAGracefulStopEndsItsRecord(t *testing.T) {
 // to GNS3 (started, and announced on the notification stream as GNS3
 // clients expect), and a node made through GNS3 is a server to Nova.
 func TestNovaAndGNS3SeeOneNode(t *testing.T) {
-	dir := t.TempDir()
-	images := filepath.Join(dir, "images", "QEMU")
-	if err := os.MkdirAll(images, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	img, err := os.ReadFile(filepath.Join("..", "..", "testdata", "images", "halt.img"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(images, "halt.img"), img, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	dir := haltDataDir(t)
 	d := startLabd(t, dir, "--vnc-port-range", "15900-15999")
 	pid := uuid.NewString()
 	mustCall(t, "POST", d.URL+"/v2/compute/projects", `{"name": "both", "project_id": "`+pid+`"}`, 201)
