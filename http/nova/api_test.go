@@ -112,7 +112,7 @@ func TestBadInput(t *testing.T) {
 	sc := d.compute(d.Project, "good")
 	id := createServer(t, d, sc)
 	base := "/v2/" + d.Project
-	before := d.lastSeq(t)
+	before := d.LastSeq(t)
 	for _, c := range []struct {
 		name, method, path, token, body string
 		status                          int
@@ -155,7 +155,7 @@ func TestBadInput(t *testing.T) {
 			t.Errorf("%s: no x-openstack-request-id", c.name)
 		}
 	}
-	if after := d.lastSeq(t); after != before {
+	if after := d.LastSeq(t); after != before {
 		t.Fatalf("bad requests recorded %d events", after-before)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/remoteconsoles"
 	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/servers"
 
+	"labd/http/dialecttest"
 	"labd/replay"
 )
 
@@ -211,10 +212,10 @@ func TestGophercloudLifecycle(t *testing.T) {
 	if err != nil || u.Scheme != "vnc" || u.Query().Get("VncPassword") == "" {
 		t.Fatalf("console URL %q", rc.URL)
 	}
-	if !vncLogin(t, u.Host, u.Query().Get("VncPassword")) {
+	if !dialecttest.VNCLogin(t, u.Host, u.Query().Get("VncPassword")) {
 		t.Fatal("the VNC console refused the password of its URL")
 	}
-	if vncLogin(t, u.Host, "wrong") {
+	if dialecttest.VNCLogin(t, u.Host, "wrong") {
 		t.Fatal("the VNC console took a wrong password")
 	}
 
