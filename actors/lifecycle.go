@@ -43,6 +43,19 @@ const (
 	OpRevertResize  Op = "revert_resize"
 	OpRename        Op = "rename"
 	OpDelete        Op = "delete"
+	// OpDefine records a pending definition (CPUs, RAMMB), which an
+	// operation with Apply applies while the node is off.
+	OpDefine Op = "define"
+	// OpFreeze and OpUnfreeze freeze a stopped node (nothing starts it)
+	// and let it be started again.
+	OpFreeze   Op = "freeze"
+	OpUnfreeze Op = "unfreeze"
+	// OpReconcile checks the node's process against the record and
+	// corrects the record (see Probe).
+	OpReconcile Op = "reconcile"
+	// OpCancel cancels the graceful wait of the operation in flight
+	// (Target): it ends REVOKED and the node is left as it is.
+	OpCancel Op = "cancel"
 	// OpReload, OpCreate: the records of GNS3's reload and of a create.
 	OpReload Op = "reload"
 )
@@ -70,6 +83,21 @@ type Operate struct {
 	CPUs, RAMMB int
 	// Name is a rename's new name.
 	Name string
+	// Confirm: a resize takes effect with nothing left to confirm or
+	// revert.
+	Confirm bool
+	// Apply: a start, stop or reboot applies the pending definition (if
+	// any) while the node is off; a reboot then powers the machine off
+	// and on rather than resetting it in place.
+	Apply bool
+	// Freeze: a stop leaves the node frozen.
+	Freeze bool
+	// CDImage is an image a start boots from, the first boot only with
+	// CDImageOnce (the node's kind must be a kind.CDBooter).
+	CDImage     string
+	CDImageOnce bool
+	// Target is the id or request id of the operation a cancel cancels.
+	Target string
 	// RequestID is the caller's id for the request, kept in the record.
 	RequestID string
 	// Wait answers when the operation has ended, rather than as soon as
@@ -107,9 +135,14 @@ type StateError struct {
 	InFlight *replay.Operation
 	// Resized says a resize waits to be confirmed or reverted.
 	Resized bool
+	// Frozen says the node is frozen.
+	Frozen bool
 }
 
 func (e *StateError) Error() string {
+	if e.Frozen && e.Op != OpUnfreeze {
+		return fmt.Sprintf("cannot %s the node while it is frozen", e.Op)
+	}
 	if e.Busy {
 		return fmt.Sprintf("cannot %s the node while it is %s", e.Op, e.Task)
 	}
@@ -125,13 +158,15 @@ func stateError(e *StateError) error {
 
 // allowed are the stable states each operation may start from.
 var allowed = map[Op][]replay.NodeStatus{
-	OpStart:   {replay.NodeStopped},
-	OpStop:    {replay.NodeRunning, replay.NodePaused, replay.NodeError},
-	OpPause:   {replay.NodeRunning},
-	OpUnpause: {replay.NodePaused},
-	OpSuspend: {replay.NodeRunning},
-	OpResume:  {replay.NodeSuspended},
-	OpResize:  {replay.NodeRunning, replay.NodeStopped},
+	OpStart:    {replay.NodeStopped},
+	OpStop:     {replay.NodeRunning, replay.NodePaused, replay.NodeError},
+	OpPause:    {replay.NodeRunning},
+	OpUnpause:  {replay.NodePaused},
+	OpSuspend:  {replay.NodeRunning},
+	OpResume:   {replay.NodeSuspended},
+	OpResize:   {replay.NodeRunning, replay.NodeStopped},
+	OpFreeze:   {replay.NodeStopped},
+	OpUnfreeze: {replay.NodeStopped},
 }
 
 // rebootFrom are the states a reboot may start from: a soft one needs a
@@ -195,6 +230,18 @@ func (a *nodeActor) operate(req *request, c Operate) {
 	case OpDelete:
 		req.respond(a.deleteOp(c, cur))
 		return
+	case OpDefine:
+		req.respond(a.define(c))
+		return
+	case OpFreeze, OpUnfreeze:
+		req.respond(a.freeze(c))
+		return
+	case OpReconcile:
+		req.respond(a.reconcile(c))
+		return
+	case OpCancel:
+		req.respond(a.cancel(c, cur))
+		return
 	}
 	rec := a.newOperation(c)
 	var evs []events.Data
@@ -220,7 +267,11 @@ func (a *nodeActor) operate(req *request, c Operate) {
 func (a *nodeActor) checkOperate(c Operate, cur *replay.Operation) (overtake bool, err error) {
 	n, info := a.state, a.drv.Info()
 	refuse := func(busy bool) error {
-		return stateError(&StateError{Op: c.Op, Status: n.Status, Task: n.Task, Busy: busy, InFlight: cur, Resized: n.Resize != nil})
+		return stateError(&StateError{Op: c.Op, Status: n.Status, Task: n.Task, Busy: busy, InFlight: cur,
+			Resized: n.Resize != nil, Frozen: n.Frozen})
+	}
+	if err := a.checkExtras(c, refuse); err != nil {
+		return false, err
 	}
 	from, ok := allowed[c.Op]
 	switch c.Op {
@@ -237,6 +288,14 @@ func (a *nodeActor) checkOperate(c Operate, cur *replay.Operation) (overtake boo
 		return false, nil // a rename changes no state: it may come any time
 	case OpDelete:
 		return false, nil // a delete overtakes anything
+	case OpDefine:
+		return false, a.checkDefine(c)
+	case OpCancel:
+		return false, nil // cancel says itself what it cannot cancel
+	case OpReconcile:
+		// Anything but an operation in flight, whose effect is the
+		// process's state to come.
+		return false, map[bool]error{true: refuse(true), false: nil}[cur != nil]
 	}
 	if ok && !slices.Contains(from, n.Status) {
 		return false, refuse(false)
@@ -257,6 +316,8 @@ func (a *nodeActor) checkOperate(c Operate, cur *replay.Operation) (overtake boo
 	switch {
 	case info.AlwaysOn && c.Op != OpRename && c.Op != OpDelete:
 		return false, &Error{Class: ErrConflict, Msg: fmt.Sprintf("a %s node always runs: it has no %s", info.Title, c.Op), Err: ErrUnsupported}
+	case c.Op == OpUnpause && n.PauseCause == events.CauseSignal:
+		// A signal paused it; a signal continues it, whatever the kind.
 	case (c.Op == OpPause || c.Op == OpUnpause) && !info.Can(kind.CanPause):
 		return false, unsupported("be paused")
 	case (c.Op == OpSuspend || c.Op == OpResume) && !info.Can(kind.CanSave):
@@ -355,7 +416,8 @@ func (a *nodeActor) graceful(op Op, force bool) bool {
 func (a *nodeActor) newOperation(c Operate) replay.Operation {
 	op := replay.Operation{State: opStarted}
 	op.ID, op.Op, op.RequestID, op.Task, op.Force = newOpID(), string(c.Op), c.RequestID, task(c), c.Force
-	op.CPUs, op.RAMMB = c.CPUs, c.RAMMB
+	op.CPUs, op.RAMMB, op.Confirm, op.Apply, op.Freeze = c.CPUs, c.RAMMB, c.Confirm, c.Apply, c.Freeze
+	op.CDImage, op.CDImageOnce = c.CDImage, c.CDImageOnce
 	if a.graceful(c.Op, c.Force) {
 		t := a.gracefulTimeout(c)
 		deadline := a.cfg.now().Add(t).UTC()
@@ -407,7 +469,14 @@ func (a *nodeActor) finish(op replay.Operation, effect error, evs ...events.Data
 
 // opLaunch starts the node (restoring its saved state for a resume).
 func (a *nodeActor) opLaunch(op replay.Operation, restore bool) error {
-	started, err := a.launchMode(restore)
+	if apply, err := a.applyDefinition(op); err != nil {
+		return a.finish(op, err)
+	} else if apply != nil {
+		if err := a.commit(apply); err != nil {
+			return err
+		}
+	}
+	started, err := a.launchWith(launchOpts{restore: restore, cd: op.CDImage, cdOnce: op.CDImageOnce})
 	if err != nil {
 		return a.finish(op, err, startFailed(err))
 	}
@@ -426,7 +495,8 @@ func (a *nodeActor) opStopNow(op replay.Operation) error {
 		mode = kind.StopRequest
 	}
 	code := a.teardown(mode)
-	return a.finish(op, nil, stopped(code))
+	evs, err := a.afterStop(op, stopped(code))
+	return a.finish(op, err, evs...)
 }
 
 // opReboot is a hard reboot, or a soft one of a kind whose guest cannot
@@ -434,7 +504,7 @@ func (a *nodeActor) opStopNow(op replay.Operation) error {
 // off and on.
 func (a *nodeActor) opReboot(op replay.Operation) error {
 	var evs []events.Data
-	if a.rt.run != nil && a.drv.Info().Can(kind.CanReset) {
+	if a.rt.run != nil && a.drv.Info().Can(kind.CanReset) && !a.applies(op) {
 		if err := a.rt.run.Reset(a.view()); err == nil {
 			evs = append(evs, reset())
 			if a.state.Status == replay.NodePaused {
@@ -459,7 +529,7 @@ func (a *nodeActor) opPause(op replay.Operation, pause bool) error {
 	run := a.rt.run
 	do, ev := run.Suspend, events.Data(suspendedEv())
 	if !pause {
-		do, ev = run.Resume, resumed()
+		do, ev = a.continueRun, resumed()
 	}
 	if err := do(); err != nil {
 		return a.finish(op, err)
@@ -502,6 +572,9 @@ func (a *nodeActor) applySize(op replay.Operation, revert, restart bool, evs ...
 		return a.finish(op, err)
 	}
 	evs = append(evs, change)
+	if op.Confirm && !revert {
+		evs = append(evs, resizeConfirmed())
+	}
 	if !restart {
 		return a.finish(op, nil, evs...)
 	}
@@ -584,6 +657,9 @@ func (a *nodeActor) deleteOp(c Operate, cur *replay.Operation) (Outcome, error) 
 func (a *nodeActor) lenient(op Op, do func() (*replay.Node, error)) (*replay.Node, error) {
 	rec := a.newOperation(Operate{Op: op})
 	rec.Deadline, rec.TimeoutMS = nil, 0
+	if op == OpStart && a.state.Frozen && !a.state.Running() {
+		return nil, Conflict("Node %s is frozen: unfreeze it before starting it", a.state.Name)
+	}
 	if cur := a.state.InFlight(); cur != nil {
 		graceful := (cur.Op == string(OpStop) || cur.Op == string(OpReboot)) && !cur.Force
 		if op != OpStop || !graceful {

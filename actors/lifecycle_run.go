@@ -106,7 +106,7 @@ func (a *nodeActor) afterPowerOff(op replay.Operation, forced bool, timeout time
 	if forced {
 		mode, how = kind.StopKill, fmt.Sprintf("the guest did not power off within %v, so it was forced", timeout)
 	}
-	if Op(op.Op) == OpReboot && forced && a.drv.Info().Can(kind.CanReset) && a.rt.run != nil {
+	if Op(op.Op) == OpReboot && forced && a.drv.Info().Can(kind.CanReset) && a.rt.run != nil && !a.applies(op) {
 		// Nova's soft reboot falls back to a hard one.
 		if err := a.rt.run.Reset(a.view()); err == nil {
 			return a.commit(reset(), endedWith(op.ID, how+": a hard reboot"))
@@ -119,7 +119,11 @@ func (a *nodeActor) afterPowerOff(op replay.Operation, forced bool, timeout time
 	}
 	switch Op(op.Op) {
 	case OpStop:
-		return a.commit(stop, endedWith(op.ID, how))
+		evs, err := a.afterStop(op, stop)
+		if err != nil {
+			return a.commit(append(evs, endOf(op.ID, err))...)
+		}
+		return a.commit(append(evs, endedWith(op.ID, how))...)
 	case OpResize, OpRevertResize:
 		return a.applySize(op, Op(op.Op) == OpRevertResize, true, stop)
 	}

@@ -454,6 +454,8 @@ func (a *nodeActor) serve(req *request) {
 		req.respond(a.update(c))
 	case Operate:
 		a.operate(req, c)
+	case ProbeNode:
+		req.respond(a.probe(), nil)
 	case DeleteNode:
 		out, err := a.deleteOp(Operate{NodeRef: c.NodeRef, Op: OpDelete}, a.state.InFlight())
 		req.respond(out.Node, err)

@@ -331,7 +331,7 @@ func (a *nodeActor) pauseOrContinue(pause bool) (*replay.Node, error) {
 	do, undo, what := run.Suspend, run.Resume, "suspend"
 	var ev events.Data = events.NodeSuspended{Cause: events.CauseRequested}
 	if !pause {
-		do, undo, what = run.Resume, run.Suspend, "resume"
+		do, undo, what = a.continueRun, run.Suspend, "resume"
 		ev = events.NodeResumed{Cause: events.CauseRequested}
 	}
 	switch err := do(); {

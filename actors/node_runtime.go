@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"syscall"
 	"time"
 
 	"labd/actors/console"
@@ -84,7 +85,20 @@ func (a *nodeActor) launch() (events.NodeStarted, error) { return a.launchMode(f
 
 // launchMode is launch, restoring the machine state a suspend to disk
 // saved when restore.
-func (a *nodeActor) launchMode(restore bool) (ev events.NodeStarted, err error) {
+func (a *nodeActor) launchMode(restore bool) (events.NodeStarted, error) {
+	return a.launchWith(launchOpts{restore: restore})
+}
+
+// launchOpts are what one start asks of the driver besides the node.
+type launchOpts struct {
+	restore bool
+	// cd is a CD image to boot from, the first boot only with cdOnce.
+	cd     string
+	cdOnce bool
+}
+
+// launchWith is launch, as o says.
+func (a *nodeActor) launchWith(o launchOpts) (ev events.NodeStarted, err error) {
 	if err := a.cfg.NodeUser.MakeDir(a.dir()); err != nil {
 		return ev, fmt.Errorf("actors: node directory: %w", err)
 	}
@@ -92,7 +106,7 @@ func (a *nodeActor) launchMode(restore bool) (ev events.NodeStarted, err error) 
 		return ev, err
 	}
 	n := a.view()
-	n.Restore = restore
+	n.Restore, n.BootCD, n.BootCDOnce = o.restore, o.cd, o.cdOnce
 	run, err := a.drv.Launch(a.host(), n)
 	if err == nil {
 		if err = a.serveRun(run, false); err != nil {
@@ -268,6 +282,10 @@ func (a *nodeActor) teardown(mode kind.StopMode) int {
 	code := 0
 	if run := a.rt.run; run != nil {
 		hadProcess := run.Process() != nil
+		if hadProcess && a.state.PauseCause == events.CauseSignal {
+			// A signal stopped it: it must run to hear a request to end.
+			_ = run.Process().Signal(syscall.SIGCONT)
+		}
 		code = run.Stop(mode)
 		a.rt.run = nil
 		// A run inside labd leaves no process behind: no /proc scan.

@@ -52,13 +52,18 @@ func samples() map[events.Type]events.Data {
 		events.TypeCaptureStarted: events.CaptureStarted{Adapter: 0, Port: 0, File: "PC1_to_PC2.pcap", LinkType: "DLT_EN10MB"},
 		events.TypeCaptureStopped: events.CaptureStopped{Adapter: 0, Port: 0},
 		events.TypeOperationStarted: events.OperationStarted{State: events.OpStarted, Operation: events.Operation{
-			ID: "op-1", Op: "stop", RequestID: "req-1", Task: "stopping", TimeoutMS: 60000, Deadline: &deadline}},
+			ID: "op-1", Op: "stop", RequestID: "req-1", Task: "stopping", TimeoutMS: 60000, Deadline: &deadline,
+			CPUs: 2, RAMMB: 128, Confirm: true, Apply: true, Freeze: true, CDImage: "rescue.iso", CDImageOnce: true}},
 		events.TypeOperationEnded: events.OperationEnded{ID: "op-1", State: events.OpFailure, Message: "m", Error: "e", Fault: true,
 			Record: &events.Operation{ID: "op-1", Op: "start"}},
-		events.TypeNodeSaved:       events.NodeSaved{ExitCode: &exitCode},
-		events.TypeNodeResized:     events.NodeResized{Properties: json.RawMessage(`{"ram":512}`), Previous: json.RawMessage(`{"ram":256}`)},
-		events.TypeResizeConfirmed: events.ResizeConfirmed{},
-		events.TypeResizeReverted:  events.ResizeReverted{Properties: json.RawMessage(`{"ram":256}`)},
+		events.TypeNodeSaved:         events.NodeSaved{ExitCode: &exitCode},
+		events.TypeNodeResized:       events.NodeResized{Properties: json.RawMessage(`{"ram":512}`), Previous: json.RawMessage(`{"ram":256}`)},
+		events.TypeResizeConfirmed:   events.ResizeConfirmed{},
+		events.TypeResizeReverted:    events.ResizeReverted{Properties: json.RawMessage(`{"ram":256}`)},
+		events.TypeNodeDefined:       events.NodeDefined{CPUs: 2, RAMMB: 512},
+		events.TypeDefinitionApplied: events.DefinitionApplied{Properties: json.RawMessage(`{"ram":512}`), Previous: json.RawMessage(`{"ram":256}`)},
+		events.TypeNodeFrozen:        events.NodeFrozen{},
+		events.TypeNodeUnfrozen:      events.NodeUnfrozen{},
 	}
 }
 

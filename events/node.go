@@ -116,6 +116,9 @@ type NodeStopped struct {
 const (
 	CauseRequested = "requested" // an API request
 	CauseGuest     = "guest"     // the emulator reported it unasked (a QMP event)
+	// CauseSignal: a status check found the process stopped (SIGSTOP) or
+	// continued (SIGCONT) behind labd's back.
+	CauseSignal = "signal"
 )
 
 // NodeSuspended records that a running node was paused (QEMU's stop).

@@ -8,12 +8,16 @@ import (
 // The lifecycle events: operation records, and the state changes only the
 // lifecycle operations make (suspend to disk, resize).
 const (
-	TypeOperationStarted Type = "node.operation_started"
-	TypeOperationEnded   Type = "node.operation_ended"
-	TypeNodeSaved        Type = "node.saved"
-	TypeNodeResized      Type = "node.resized"
-	TypeResizeConfirmed  Type = "node.resize_confirmed"
-	TypeResizeReverted   Type = "node.resize_reverted"
+	TypeOperationStarted  Type = "node.operation_started"
+	TypeOperationEnded    Type = "node.operation_ended"
+	TypeNodeSaved         Type = "node.saved"
+	TypeNodeResized       Type = "node.resized"
+	TypeResizeConfirmed   Type = "node.resize_confirmed"
+	TypeResizeReverted    Type = "node.resize_reverted"
+	TypeNodeDefined       Type = "node.defined"
+	TypeDefinitionApplied Type = "node.definition_applied"
+	TypeNodeFrozen        Type = "node.frozen"
+	TypeNodeUnfrozen      Type = "node.unfrozen"
 )
 
 // The states of an operation record, in Celery's words (Danube Cloud's
@@ -50,6 +54,17 @@ type Operation struct {
 	// CPUs and RAMMB are a resize's new size.
 	CPUs  int `json:"cpus,omitempty"`
 	RAMMB int `json:"ram_mb,omitempty"`
+	// Confirm: a resize that takes effect with nothing to confirm or
+	// revert (e24cloud's).
+	Confirm bool `json:"confirm,omitempty"`
+	// Apply: a start, stop or reboot that applies the node's pending
+	// definition (Danube Cloud's update) while the node is off.
+	Apply bool `json:"apply,omitempty"`
+	// Freeze: a stop that leaves the node frozen.
+	Freeze bool `json:"freeze,omitempty"`
+	// CDImage is a CD image a start boots from (once, with CDImageOnce).
+	CDImage     string `json:"cdimage,omitempty"`
+	CDImageOnce bool   `json:"cdimage_once,omitempty"`
 }
 
 // OperationStarted records an accepted operation. It is in flight until
@@ -96,6 +111,40 @@ type ResizeConfirmed struct{}
 type ResizeReverted struct {
 	Properties json.RawMessage `json:"properties,omitempty"`
 }
+
+// NodeDefined records a pending definition: the size the node is to
+// have, applied by the next operation that asks for it (Apply) while the
+// node is off. Zero values keep the current one.
+type NodeDefined struct {
+	CPUs  int `json:"cpus,omitempty"`
+	RAMMB int `json:"ram_mb,omitempty"`
+}
+
+// DefinitionApplied records that the pending definition took effect: the
+// new properties, and those before.
+type DefinitionApplied struct {
+	Properties json.RawMessage `json:"properties,omitempty"`
+	Previous   json.RawMessage `json:"previous,omitempty"`
+}
+
+// NodeFrozen records that a stopped node was frozen: nothing starts it
+// until it is unfrozen (Danube Cloud's freeze).
+type NodeFrozen struct{}
+
+// NodeUnfrozen records that a frozen node may be started again.
+type NodeUnfrozen struct{}
+
+// EventType implements Data.
+func (NodeDefined) EventType() Type { return TypeNodeDefined }
+
+// EventType implements Data.
+func (DefinitionApplied) EventType() Type { return TypeDefinitionApplied }
+
+// EventType implements Data.
+func (NodeFrozen) EventType() Type { return TypeNodeFrozen }
+
+// EventType implements Data.
+func (NodeUnfrozen) EventType() Type { return TypeNodeUnfrozen }
 
 // EventType implements Data.
 func (OperationStarted) EventType() Type { return TypeOperationStarted }

@@ -106,3 +106,67 @@ func TestLifecycleFold(t *testing.T) {
 		t.Fatalf("%d records kept, want %d", got, replay.MaxOperations)
 	}
 }
+
+// A pending definition, the frozen flag and who paused a node fold as
+// Danube Cloud's calls need them; the fold refuses a start of a frozen
+// node, a definition applied to a running one and a freeze of a node
+// that runs.
+func TestDefinitionAndFreezeFold(t *testing.T) {
+	small, big := json.RawMessage(`{"ram":64}`), json.RawMessage(`{"ram":128}`)
+	s := fold(t,
+		rec(1, pid, events.ProjectCreated{Name: "p"}),
+		nrec(2, pid, nid, events.NodeCreated{Kind: "qemu", Name: "vm", Properties: small}),
+		nrec(3, pid, nid, events.NodeDefined{RAMMB: 128}),
+	)
+	key := replay.NodeKey(pid, nid)
+	if d := s.Nodes[key].Definition; d == nil || d.RAMMB != 128 || d.CPUs != 0 {
+		t.Fatalf("the pending definition: %+v", d)
+	}
+	seq := uint64(4)
+	apply := func(d events.Data) error {
+		err := s.Apply(nrec(seq, pid, nid, d))
+		if err == nil {
+			seq++
+		}
+		return err
+	}
+	if err := apply(started(20010, 20011)); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []events.Data{events.DefinitionApplied{Properties: big, Previous: small}, events.NodeFrozen{}, events.NodeUnfrozen{}} {
+		if err := apply(d); err == nil {
+			t.Errorf("the fold took %T on a running node", d)
+		}
+	}
+	for _, d := range []events.Data{events.NodeSuspended{Cause: events.CauseSignal}} {
+		if err := apply(d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := s.Nodes[key]; n.Status != replay.NodePaused || n.PauseCause != events.CauseSignal {
+		t.Fatalf("paused by a signal: %s %q", n.Status, n.PauseCause)
+	}
+	code := 0
+	for _, d := range []events.Data{events.NodeStopped{Reason: events.StopRequested, ExitCode: &code},
+		events.DefinitionApplied{Properties: big, Previous: small}, events.NodeFrozen{}} {
+		if err := apply(d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n := s.Nodes[key]
+	if n.Definition != nil || string(n.Properties) != string(big) || !n.Frozen || n.PauseCause != "" {
+		t.Fatalf("after the stop: definition %+v, properties %s, frozen %v, pause cause %q", n.Definition, n.Properties, n.Frozen, n.PauseCause)
+	}
+	if err := apply(started(20012, 20013)); err == nil || !strings.Contains(err.Error(), "frozen") {
+		t.Fatalf("the fold started a frozen node: %v", err)
+	}
+	if err := apply(events.DefinitionApplied{Properties: small, Previous: big}); err == nil {
+		t.Error("the fold applied a definition none was pending for")
+	}
+	if err := apply(events.NodeUnfrozen{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := apply(started(20012, 20013)); err != nil {
+		t.Fatalf("an unfrozen node does not start: %v", err)
+	}
+}

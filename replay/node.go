@@ -68,6 +68,14 @@ type Operation struct {
 // InFlight reports whether the operation has not ended.
 func (o Operation) InFlight() bool { return o.State == events.OpPending || o.State == events.OpStarted }
 
+// Definition is a pending definition (events.NodeDefined): the size the
+// node is to have when an operation applies it. Zero keeps the current.
+type Definition struct {
+	CPUs  int       `json:"cpus,omitempty"`
+	RAMMB int       `json:"ram_mb,omitempty"`
+	At    time.Time `json:"at"`
+}
+
 // Resize is a resize waiting to be confirmed or reverted.
 type Resize struct {
 	// Previous are the properties before it.
@@ -113,6 +121,13 @@ type Node struct {
 	Operations []Operation `json:"operations,omitempty"`
 	// Resize is the resize waiting to be confirmed, nil when none.
 	Resize *Resize `json:"resize,omitempty"`
+	// Definition is the pending definition, nil when none.
+	Definition *Definition `json:"definition,omitempty"`
+	// Frozen says nothing may start the node until it is unfrozen.
+	Frozen bool `json:"frozen,omitempty"`
+	// PauseCause is who paused a paused node (events.CauseRequested,
+	// CauseGuest, CauseSignal).
+	PauseCause string `json:"pause_cause,omitempty"`
 	// ConsolePassword is the VNC console's password, "" for none.
 	ConsolePassword string `json:"console_password,omitempty"`
 	// Metadata are the creator's key-value pairs.
@@ -219,6 +234,9 @@ func ApplyNode(n *Node, r events.Record) (*Node, error) {
 		if n.Running() {
 			return fail("the node is already running")
 		}
+		if n.Frozen {
+			return fail("the node is frozen")
+		}
 		p := d
 		next.Status, next.Process, next.CommandLine = NodeRunning, &p, d.CommandLine
 	case events.NodeStopped:
@@ -227,12 +245,12 @@ func ApplyNode(n *Node, r events.Record) (*Node, error) {
 			return fail("the node is not running")
 		}
 		s := d
-		next.Status, next.Process, next.LastStop = NodeStopped, nil, &s
+		next.Status, next.Process, next.LastStop, next.PauseCause = NodeStopped, nil, &s, ""
 	case events.NodeSaved:
 		if !n.Running() {
 			return fail("the node is not running")
 		}
-		next.Status, next.Process = NodeSuspended, nil
+		next.Status, next.Process, next.PauseCause = NodeSuspended, nil, ""
 	case events.NodeResized:
 		if n.Resize != nil {
 			return fail("a resize waits to be confirmed or reverted")
@@ -248,6 +266,26 @@ func ApplyNode(n *Node, r events.Record) (*Node, error) {
 			return fail("no resize waits to be reverted")
 		}
 		next.Properties, next.Resize = d.Properties, nil
+	case events.NodeDefined:
+		next.Definition = &Definition{CPUs: d.CPUs, RAMMB: d.RAMMB, At: r.At}
+	case events.DefinitionApplied:
+		if n.Definition == nil {
+			return fail("no definition is pending")
+		}
+		if n.Running() {
+			return fail("a definition applies to a node that does not run")
+		}
+		next.Properties, next.Definition = d.Properties, nil
+	case events.NodeFrozen:
+		if n.Status != NodeStopped {
+			return fail("only a stopped node can be frozen")
+		}
+		next.Frozen = true
+	case events.NodeUnfrozen:
+		if !n.Frozen {
+			return fail("the node is not frozen")
+		}
+		next.Frozen = false
 	case events.OperationStarted:
 		if op := n.InFlight(); op != nil {
 			return fail(fmt.Sprintf("operation %s (%s) is in flight", op.ID, op.Op))
@@ -279,12 +317,12 @@ func ApplyNode(n *Node, r events.Record) (*Node, error) {
 		if n.Status != NodeRunning {
 			return fail("the node is not running")
 		}
-		next.Status = NodePaused
+		next.Status, next.PauseCause = NodePaused, d.Cause
 	case events.NodeResumed:
 		if n.Status != NodePaused {
 			return fail("the node is not suspended")
 		}
-		next.Status = NodeRunning
+		next.Status, next.PauseCause = NodeRunning, ""
 	case events.NodeReset:
 		if !n.Running() {
 			return fail("the node is not running")

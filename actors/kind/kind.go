@@ -112,6 +112,17 @@ type Node struct {
 	ConsolePassword string
 	// Restore says that a Launch resumes the state a Saver saved.
 	Restore bool
+	// BootCD is a CD image a Launch boots from (a CDBooter's), "" for
+	// none; once with BootCDOnce.
+	BootCD     string
+	BootCDOnce bool
+}
+
+// CDBooter is a kind that can boot a start from a CD image of its own
+// (Danube Cloud's cdimage).
+type CDBooter interface {
+	// CheckCD says whether the image name can be booted.
+	CheckCD(n Node, name string) error
 }
 
 // Link is a linked port of a node.

@@ -282,3 +282,31 @@ func (p *Process) Released() <-chan struct{} { return p.released }
 
 // Signal sends sig to the process, if it is still the one labd knows.
 func (p *Process) Signal(sig syscall.Signal) error { return p.signal(sig) }
+
+// ProcState is what the kernel says of a process now.
+type ProcState int
+
+// Process states.
+const (
+	ProcGone    ProcState = iota // it ended (or is a zombie)
+	ProcRunning                  // it runs or sleeps
+	ProcStopped                  // a signal stopped it (SIGSTOP): it runs nothing until SIGCONT
+)
+
+// State reads the process's state from /proc: a status check's view,
+// independent of what labd recorded.
+func (p *Process) State() ProcState {
+	select {
+	case <-p.done:
+		return ProcGone
+	default:
+	}
+	state, st, err := procStat(p.pid)
+	switch {
+	case err != nil || st != p.startTime || state == 'Z' || state == 'X':
+		return ProcGone
+	case state == 'T' || state == 't':
+		return ProcStopped
+	}
+	return ProcRunning
+}

@@ -39,6 +39,11 @@ type Run struct {
 	VNCPassword bool
 	// LoadVM restores the saved state (on_close save_vm_state).
 	LoadVM bool
+	// BootCD boots this run from the CD image in Images["cdrom_image"]
+	// (a start's own CD, Danube Cloud's cdimage): always, or only for
+	// the first boot with BootCDOnce (-boot once=d: a reset boots the
+	// disks again).
+	BootCD, BootCDOnce bool
 	// Accel is the -machine accel= value; empty means Accel().
 	Accel string
 	// Vars are the values of GNS3's variables in options (%vm-name%...).
@@ -107,7 +112,14 @@ func Args(c Config, r Run) ([]string, error) {
 		}
 		a = append(a, "-machine", "accel="+accel)
 	}
-	a = append(a, "-boot", "order="+c.BootPriority)
+	switch {
+	case r.BootCD && r.BootCDOnce:
+		a = append(a, "-boot", "order="+c.BootPriority+",once=d")
+	case r.BootCD:
+		a = append(a, "-boot", "order=d")
+	default:
+		a = append(a, "-boot", "order="+c.BootPriority)
+	}
 	if p := r.Images["bios_image"]; p != "" {
 		a = append(a, "-bios", p)
 	}

@@ -172,6 +172,13 @@ func (d Driver) resolveImage(n kind.Node, name string) (string, error) {
 	return path, nil
 }
 
+// CheckCD implements kind.CDBooter: the image must be in the store (or
+// the project's directory).
+func (d Driver) CheckCD(n kind.Node, name string) error {
+	_, err := d.resolveImage(n, name)
+	return err
+}
+
 // img is the qemu-img that handles the node's disks, as the node's user.
 func (d Driver) img(u *kind.User) (Img, error) {
 	path, err := d.Finder.Img("")
@@ -279,6 +286,13 @@ func (d Driver) command(h kind.Host, n kind.Node, c Config, bin string, v *vm) (
 	run := Run{
 		Binary: bin, Name: n.Name, NodeID: n.ID, Images: images, LoadVM: loadVM, ConsoleHost: h.Addr,
 		QMP: v.rec.Control, VNCPassword: n.ConsolePassword != "" && c.ConsoleType == "vnc",
+	}
+	if n.BootCD != "" {
+		path, err := d.resolveImage(n, n.BootCD)
+		if err != nil {
+			return nil, err
+		}
+		images["cdrom_image"], run.BootCD, run.BootCDOnce = path, true, n.BootCDOnce
 	}
 	switch c.ConsoleType {
 	case "telnet":
