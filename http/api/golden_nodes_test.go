@@ -211,10 +211,11 @@ func checkNodeEventTypes(t *testing.T, recs []events.Record) {
 			reasons[d.Reason] = true
 		}
 	}
-	// Suspend to disk and resize are operations GNS3's routes do not
-	// have: replay's own tests fold them.
+	// Suspend to disk, resize, definitions and freezing are operations
+	// GNS3's routes do not have: replay's own tests fold them.
 	strictOnly := map[events.Type]bool{events.TypeNodeSaved: true, events.TypeNodeResized: true,
-		events.TypeResizeConfirmed: true, events.TypeResizeReverted: true}
+		events.TypeResizeConfirmed: true, events.TypeResizeReverted: true,
+		events.TypeNodeDefined: true, events.TypeDefinitionApplied: true, events.TypeNodeFrozen: true, events.TypeNodeUnfrozen: true}
 	for _, typ := range events.Types() {
 		if strings.HasPrefix(string(typ), "node.") && !seen[typ] && !strictOnly[typ] {
 			t.Errorf("the golden node session produced no %s event", typ)
