@@ -37,10 +37,12 @@ type Browser struct {
 }
 
 // corsMethods and corsHeaders are what a preflight of an allowed origin is
-// told it may send.
+// told it may send: the credentials of every dialect (GNS3's HTTP Basic,
+// Nova's token, Danube Cloud's key and stream mode, e24cloud's signature
+// date) among them.
 const (
 	corsMethods = "GET, POST, PUT, DELETE, OPTIONS"
-	corsHeaders = "Authorization, Content-Type"
+	corsHeaders = "Authorization, Content-Type, X-Auth-Token, OpenStack-API-Version, X-OpenStack-Nova-API-Version, ES-API-KEY, ES-STREAM, X-Date"
 )
 
 // Wrap returns next behind the checks. A request without an Origin (curl,
