@@ -27,6 +27,8 @@ import (
 	"labd/events"
 	"labd/events/jetstream"
 	"labd/http/api"
+	"labd/http/danube"
+	"labd/http/e24"
 	"labd/http/notify"
 	"labd/http/nova"
 	"labd/nio"
@@ -69,6 +71,11 @@ type serveConfig struct {
 	novaTokens         map[string]string
 	novaFlavors        []nova.Flavor
 	novaShutdown       time.Duration
+	danubeListen       string
+	danubeKeys         map[string]danube.Key
+	danubeStopTimeout  time.Duration
+	e24Listen          string
+	e24Keys            map[string]e24.Key
 }
 
 // passwordEnv holds the API password when no --auth-password-file is
@@ -134,6 +141,17 @@ func parseServeFlags(args []string) (serveConfig, error) {
 	})
 	fs.Func("nova-flavors", "Nova flavor table `FILE` (a JSON array of {id, name, vcpus, ram, disk}) instead of the built-in one", func(v string) (err error) {
 		c.novaFlavors, err = nova.ReadFlavors(v)
+		return err
+	})
+	fs.StringVar(&c.danubeListen, "danube-listen", "", "also serve the Danube Cloud API on this host:port of its own (it is always on the main listener at /api/)")
+	fs.Func("danube-keys", "Danube Cloud API key table `FILE`: one \"KEY PROJECT_ID [USERNAME]\" per line; without one, Danube takes requests without ES-API-KEY on loopback only", func(v string) (err error) {
+		c.danubeKeys, err = danube.ReadKeys(v)
+		return err
+	})
+	fs.DurationVar(&c.danubeStopTimeout, "danube-stop-timeout", danube.DefaultStopTimeout, "how long a Danube stop or reboot without force waits for the guest when the request gives no timeout")
+	fs.StringVar(&c.e24Listen, "e24-listen", "", "also serve the e24cloud API on this host:port of its own (it is always on the main listener at /v2/virtual-machines)")
+	fs.Func("e24-keys", "e24cloud key table `FILE`: one \"KEY SECRET PROJECT_ID\" per line; without one, e24cloud takes unsigned requests on loopback only", func(v string) (err error) {
+		c.e24Keys, err = e24.ReadKeys(v)
 		return err
 	})
 	fs.DurationVar(&c.novaShutdown, "nova-shutdown-timeout", nova.DefaultShutdownTimeout, "how long a Nova os-stop or SOFT reboot waits for the guest before forcing (Nova's shutdown_timeout)")
@@ -252,15 +270,26 @@ func (c *serveConfig) readPassword(file string) error {
 // address other machines can reach without authentication, unless
 // --no-auth says so: whoever reaches labd runs programs on the host.
 func (c *serveConfig) checkExposure() error {
-	// GNS3's HTTP Basic does not guard Nova, whose clients send tokens.
+	// GNS3's HTTP Basic does not guard the VM dialects, whose clients
+	// send their own credentials.
 	if !c.noAuth {
-		if c.novaListen != "" && c.novaTokens == nil {
-			host, _, err := net.SplitHostPort(c.novaListen)
+		for _, d := range []struct {
+			flag, addr, table string
+			has               bool
+		}{
+			{"--nova-listen", c.novaListen, "--nova-tokens", c.novaTokens != nil},
+			{"--danube-listen", c.danubeListen, "--danube-keys", c.danubeKeys != nil},
+			{"--e24-listen", c.e24Listen, "--e24-keys", c.e24Keys != nil},
+		} {
+			if d.addr == "" || d.has {
+				continue
+			}
+			host, _, err := net.SplitHostPort(d.addr)
 			if err != nil {
-				return fmt.Errorf("--nova-listen %q: %w", c.novaListen, err)
+				return fmt.Errorf("%s %q: %w", d.flag, d.addr, err)
 			}
 			if !isLoopback(host) {
-				return fmt.Errorf("--nova-listen %s is reachable from other machines: give --nova-tokens or --no-auth", c.novaListen)
+				return fmt.Errorf("%s %s is reachable from other machines: give %s or --no-auth", d.flag, d.addr, d.table)
 			}
 		}
 	}
@@ -395,9 +424,10 @@ func serve(ctx context.Context, args []string) error {
 		},
 	})
 
-	// Nova on a listener: on its own, it also answers GET / (on the main
-	// one GET / is GNS3's); it takes any token only on loopback.
-	novaOn := func(host string, own bool) *nova.Server {
+	// Each VM dialect on a listener: it takes requests without keys or
+	// tokens only on loopback (or with --no-auth). On a listener of its
+	// own, Nova also answers GET / (on the main one GET / is GNS3's).
+	novaOn := func(host string, own bool) http.Handler {
 		return nova.New(nova.Config{
 			Client: client, Images: qemu.Images{Root: c.imagesDir}, Flavors: c.novaFlavors, Tokens: c.novaTokens,
 			Open:            c.novaTokens == nil && (isLoopback(host) || c.noAuth),
@@ -405,7 +435,32 @@ func serve(ctx context.Context, args []string) error {
 			AllowOrigins: c.allowOrigins, AllowHosts: c.allowHosts, Logger: log.With("component", "nova"),
 		})
 	}
-	main := front{gns3: handler, dialects: []dialect{{owns: func(p string) bool { return nova.Owns(p) }, handler: novaOn(c.host, false)}}}
+	danubeOn := func(host string, _ bool) http.Handler {
+		return danube.New(danube.Config{
+			Client: client, Images: qemu.Images{Root: c.imagesDir}, Keys: c.danubeKeys,
+			Open: c.danubeKeys == nil && (isLoopback(host) || c.noAuth), StopTimeout: c.danubeStopTimeout,
+			Version: version, AllowOrigins: c.allowOrigins, AllowHosts: c.allowHosts, Logger: log.With("component", "danube"),
+		})
+	}
+	e24On := func(host string, _ bool) http.Handler {
+		return e24.New(e24.Config{
+			Client: client, Images: qemu.Images{Root: c.imagesDir}, Keys: c.e24Keys,
+			Open: c.e24Keys == nil && (isLoopback(host) || c.noAuth), ComputeID: c.computeID,
+			AllowOrigins: c.allowOrigins, AllowHosts: c.allowHosts, Logger: log.With("component", "e24"),
+		})
+	}
+	// The main listener routes by path segment: Nova's /v2/{project_id}
+	// is any /v2/ segment that is not GNS3's compute nor e24cloud's
+	// virtual-machines.
+	main := front{gns3: handler, dialects: []dialect{
+		{owns: e24.Owns, handler: e24On(c.host, false)},
+		{owns: danube.Owns, handler: danubeOn(c.host, false)},
+		{owns: func(p string) bool { return nova.Owns(p, "virtual-machines") }, handler: novaOn(c.host, false)},
+	}}
+	own := []struct {
+		name, addr string
+		handler    func(host string, own bool) http.Handler
+	}{{"Nova", c.novaListen, novaOn}, {"Danube Cloud", c.danubeListen, danubeOn}, {"e24cloud", c.e24Listen, e24On}}
 
 	var wg sync.WaitGroup
 	hubCtx, stopHub := context.WithCancel(context.Background())
@@ -424,23 +479,30 @@ func serve(ctx context.Context, args []string) error {
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	srvErr := make(chan error, 2)
+	srvErr := make(chan error, 1+len(own))
 	wg.Go(func() { srvErr <- srv.Serve(ln) })
-	var novaSrv *http.Server
-	if c.novaListen != "" {
-		host, _, _ := net.SplitHostPort(c.novaListen)
-		nln, err := net.Listen("tcp", c.novaListen)
+	var dialectSrvs []*http.Server
+	for _, d := range own {
+		if d.addr == "" {
+			continue
+		}
+		host, _, _ := net.SplitHostPort(d.addr)
+		dln, err := net.Listen("tcp", d.addr)
 		if err != nil {
 			srv.Close()
+			for _, s := range dialectSrvs {
+				s.Close()
+			}
 			stopHub()
 			wg.Wait()
 			client.Stop(context.Background())
 			return err
 		}
-		novaSrv = &http.Server{Handler: novaOn(host, true), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+		ds := &http.Server{Handler: d.handler(host, true), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
 			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
-		wg.Go(func() { srvErr <- novaSrv.Serve(nln) })
-		log.Info("labd serves Nova", "addr", nln.Addr().String())
+		dialectSrvs = append(dialectSrvs, ds)
+		wg.Go(func() { srvErr <- ds.Serve(dln) })
+		log.Info("labd serves "+d.name, "addr", dln.Addr().String())
 	}
 	log.Info("labd is serving", "addr", ln.Addr().String(), "data_dir", c.dataDir, "gns3_version", c.gns3Version, "version", version)
 
@@ -459,9 +521,9 @@ func serve(ctx context.Context, args []string) error {
 		log.Warn("in-flight requests did not finish in time", "err", serr)
 		srv.Close()
 	}
-	if novaSrv != nil {
-		if serr := novaSrv.Shutdown(sctx); serr != nil {
-			novaSrv.Close()
+	for _, ds := range dialectSrvs {
+		if serr := ds.Shutdown(sctx); serr != nil {
+			ds.Close()
 		}
 	}
 	if serr := client.Stop(sctx); serr != nil {
