@@ -40,9 +40,11 @@ var allowedImports = map[string][]string{
 	"labd/http/api": {"labd/actors", "labd/actors/kind", "labd/actors/vpcs", "labd/actors/qemu", "labd/actors/ethswitch",
 		"labd/actors/hub", "labd/actors/cloud", "labd/http/access", "labd/http/notify", "labd/events",
 		"labd/replay", "labd/nio", "labd/nio/pcap", "labd/host"},
-	"labd/http/nova":   {"labd/actors", "labd/actors/qemu", "labd/http/access", "labd/replay"},
-	"labd/http/danube": {"labd/actors", "labd/actors/qemu", "labd/http/access", "labd/replay"},
-	"labd/http/e24":    {"labd/actors", "labd/actors/qemu", "labd/http/access", "labd/replay"},
+	// The VM dialects, over the lifecycle, with what they share.
+	"labd/http/dialect": {"labd/actors", "labd/replay"},
+	"labd/http/nova":    {"labd/actors", "labd/actors/qemu", "labd/http/access", "labd/http/dialect", "labd/replay"},
+	"labd/http/danube":  {"labd/actors", "labd/actors/qemu", "labd/http/access", "labd/http/dialect", "labd/replay"},
+	"labd/http/e24":     {"labd/actors", "labd/actors/qemu", "labd/http/access", "labd/http/dialect", "labd/replay"},
 	// The dialects' test harness: labd's actors on real parts.
 	"labd/http/dialecttest": {"labd/actors", "labd/actors/actorstest", "labd/actors/qemu", "labd/events/jetstream/jstest",
 		"labd/nio", "labd/replay"},

@@ -26,6 +26,7 @@ import (
 	"labd/events/jetstream"
 	"labd/events/jetstream/jstest"
 	"labd/http/api"
+	"labd/http/dialecttest"
 	"labd/http/notify"
 	"labd/nio"
 )
@@ -98,7 +99,7 @@ func startDaemon(t testing.TB, o daemonOptions) *daemon {
 		dataDir = t.TempDir()
 	}
 	// The daemon's log is kept and shown only if the test fails.
-	logs := &logBuffer{}
+	logs := &dialecttest.LogBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -165,24 +166,6 @@ func startDaemon(t testing.TB, o daemonOptions) *daemon {
 		wg.Wait()
 	})
 	return d
-}
-
-// logBuffer is a goroutine-safe log sink.
-type logBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // response is a reply read in full.

@@ -51,6 +51,7 @@ import (
 	"labd/actors"
 	"labd/actors/qemu"
 	"labd/http/access"
+	"labd/http/dialect"
 )
 
 // DefaultStopTimeout is Danube's VMS_VM_STOP_TIMEOUT_DEFAULT: how long a
@@ -284,23 +285,8 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		writeJSON(w, http.StatusBadRequest, envelope{Status: "FAILURE", Result: fe, TaskID: dummyTaskID(1)})
 		return
 	}
-	msg, public := actors.PublicMessage(err)
-	status := http.StatusInternalServerError
-	switch {
-	case errors.Is(err, actors.ErrUnsupported):
-		status = http.StatusNotImplemented
-	case errors.Is(err, actors.ErrNotFound):
-		status = http.StatusNotFound
-	case errors.Is(err, actors.ErrInvalid):
-		status = http.StatusBadRequest
-	case errors.Is(err, actors.ErrConflict), errors.Is(err, actors.ErrAlreadyExists):
-		status = http.StatusConflict
-	case errors.Is(err, actors.ErrForbidden):
-		status = http.StatusForbidden
-	case errors.Is(err, actors.ErrUnavailable):
-		status = http.StatusServiceUnavailable
-	}
-	if !public || status == http.StatusInternalServerError {
+	status, msg, public := dialect.Status(err)
+	if !public {
 		s.log.Error("danube request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		msg = "A server error occurred. labd logged it."
 	}

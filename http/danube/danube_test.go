@@ -95,15 +95,7 @@ func (d *daemon) call(t *testing.T, method, path, key, body string, header ...st
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp, b := dialecttest.Send(t, req)
 	r := reply{code: resp.StatusCode, header: resp.Header, raw: string(b)}
 	_ = json.Unmarshal(b, &r.body)
 	return r
@@ -477,3 +469,22 @@ func readFile(path string) (string, error) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+func TestParseKeys(t *testing.T) {
+	pid := uuid.NewString()
+	keys, err := danube.ParseKeys(strings.NewReader("# lab\n\nk1 " + pid + " alice\nk2 " + strings.ToUpper(pid) + "\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k := keys["k1"]; k.User != "alice" || k.Project != pid || k.ID != 2 {
+		t.Errorf("k1: %+v", k)
+	}
+	if k := keys["k2"]; k.User != "user3" || k.Project != pid || k.ID != 3 {
+		t.Errorf("k2: %+v", k)
+	}
+	for _, bad := range []string{"", "# none\n", "k1\n", "k1 not-a-uuid\n", "k1 " + pid + " a b\n", "k1 " + pid + "\nk1 " + pid + "\n"} {
+		if _, err := danube.ParseKeys(strings.NewReader(bad)); err == nil {
+			t.Errorf("ParseKeys took %q", bad)
+		}
+	}
+}

@@ -1,15 +1,16 @@
 package danube
 
 import (
-	"bufio"
 	"crypto/subtle"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"strings"
+	"strconv"
 
 	"github.com/google/uuid"
+
+	"labd/http/dialect"
 )
 
 // Key is a user of the API: what an ES-API-KEY stands for.
@@ -30,46 +31,30 @@ var openUser = Key{ID: 1, User: "admin"}
 // blank lines and # comments aside. Users are numbered by line.
 func ParseKeys(r io.Reader) (map[string]Key, error) {
 	out := map[string]Key{}
-	sc := bufio.NewScanner(r)
-	for line := 1; sc.Scan(); line++ {
-		text := strings.TrimSpace(sc.Text())
-		if text == "" || strings.HasPrefix(text, "#") {
-			continue
-		}
-		f := strings.Fields(text)
+	return out, dialect.ParseTable(r, "danube keys", func(f []string) error {
 		if len(f) != 2 && len(f) != 3 {
-			return nil, fmt.Errorf("danube keys: line %d: want KEY PROJECT_ID [USERNAME]", line)
+			return errors.New("want KEY PROJECT_ID [USERNAME]")
 		}
 		id, err := uuid.Parse(f[1])
 		if err != nil {
-			return nil, fmt.Errorf("danube keys: line %d: %q is not a project id", line, f[1])
+			return fmt.Errorf("%q is not a project id", f[1])
 		}
 		if _, dup := out[f[0]]; dup {
-			return nil, fmt.Errorf("danube keys: line %d: the key is given twice", line)
+			return errors.New("the key is given twice")
 		}
-		k := Key{ID: len(out) + 2, User: "user" + fmt.Sprint(len(out)+2), Project: id.String()}
+		k := Key{ID: len(out) + 2, Project: id.String()}
+		k.User = "user" + strconv.Itoa(k.ID)
 		if len(f) == 3 {
 			k.User = f[2]
 		}
 		out[f[0]] = k
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("danube keys: %w", err)
-	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("danube keys: the table is empty")
-	}
-	return out, nil
+		return nil
+	})
 }
 
 // ReadKeys reads a key table file.
 func ReadKeys(path string) (map[string]Key, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return ParseKeys(f)
+	return dialect.ReadFile(path, ParseKeys)
 }
 
 // authenticate finds the request's user by its ES-API-KEY.

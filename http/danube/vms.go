@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"labd/actors"
+	"labd/http/dialect"
 	"labd/replay"
 )
 
@@ -64,21 +65,9 @@ func (s *Server) vms(c *call) []*replay.Node {
 			}
 		}
 	}
-	inProcess := map[string]bool{}
-	for _, k := range s.cfg.Client.Kinds() {
-		inProcess[k.Kind] = k.AlwaysOn
-	}
 	var out []*replay.Node
 	for _, p := range projects {
-		nodes, err := s.cfg.Client.Nodes(p)
-		if err != nil {
-			continue
-		}
-		for _, n := range nodes {
-			if !inProcess[n.Kind] {
-				out = append(out, n)
-			}
-		}
+		out = append(out, dialect.Machines(s.cfg.Client, p)...)
 	}
 	slices.SortFunc(out, func(a, b *replay.Node) int {
 		if c := strings.Compare(a.Name, b.Name); c != 0 {

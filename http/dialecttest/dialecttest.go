@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"math/bits"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -188,4 +189,20 @@ func (l *LogBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// Send sends req and returns the answer with its whole body, failing the
+// test if it could not.
+func Send(t *testing.T, req *http.Request) (*http.Response, []byte) {
+	t.Helper()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", req.Method, req.URL.Path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: %v", req.Method, req.URL.Path, err)
+	}
+	return resp, b
 }

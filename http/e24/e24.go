@@ -98,6 +98,7 @@ import (
 	"labd/actors"
 	"labd/actors/qemu"
 	"labd/http/access"
+	"labd/http/dialect"
 )
 
 // Prefix is the path of the dialect's calls.
@@ -243,23 +244,8 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		refuse(w, e.code, e.msg)
 		return
 	}
-	msg, public := actors.PublicMessage(err)
-	code := http.StatusInternalServerError
-	switch {
-	case errors.Is(err, actors.ErrUnsupported):
-		code = http.StatusNotImplemented
-	case errors.Is(err, actors.ErrNotFound):
-		code = http.StatusNotFound
-	case errors.Is(err, actors.ErrInvalid):
-		code = http.StatusBadRequest
-	case errors.Is(err, actors.ErrConflict), errors.Is(err, actors.ErrAlreadyExists):
-		code = http.StatusConflict
-	case errors.Is(err, actors.ErrForbidden):
-		code = http.StatusForbidden
-	case errors.Is(err, actors.ErrUnavailable):
-		code = http.StatusServiceUnavailable
-	}
-	if !public || code == http.StatusInternalServerError {
+	code, msg, public := dialect.Status(err)
+	if !public {
 		s.log.Error("e24 request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		msg = "Unexpected API error. labd logged it."
 	}

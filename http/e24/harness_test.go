@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -151,15 +150,7 @@ func (c *client) do(t *testing.T, method, path, body string, headers ...string) 
 		}
 		req.Header.Set(headers[i], headers[i+1])
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp, b := dialecttest.Send(t, req)
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("%s %s: HTTP %d, want 200 always: %s", method, path, resp.StatusCode, b)
 	}

@@ -1,18 +1,19 @@
 package e24
 
 import (
-	"bufio"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/google/uuid"
+
+	"labd/http/dialect"
 )
 
 // Key is an API key's secret and the labd project its requests act on.
@@ -26,45 +27,28 @@ type Key struct {
 // key in Authorization).
 func ParseKeys(r io.Reader) (map[string]Key, error) {
 	out := map[string]Key{}
-	sc := bufio.NewScanner(r)
-	for line := 1; sc.Scan(); line++ {
-		text := strings.TrimSpace(sc.Text())
-		if text == "" || strings.HasPrefix(text, "#") {
-			continue
-		}
-		f := strings.Fields(text)
+	return out, dialect.ParseTable(r, "e24 keys", func(f []string) error {
 		if len(f) != 3 {
-			return nil, fmt.Errorf("e24 keys: line %d: want KEY SECRET PROJECT_ID", line)
+			return errors.New("want KEY SECRET PROJECT_ID")
 		}
 		if strings.Contains(f[0], ":") {
-			return nil, fmt.Errorf("e24 keys: line %d: a key may not hold ':'", line)
+			return errors.New("a key may not hold ':'")
 		}
 		id, err := uuid.Parse(f[2])
 		if err != nil {
-			return nil, fmt.Errorf("e24 keys: line %d: %q is not a project id", line, f[2])
+			return fmt.Errorf("%q is not a project id", f[2])
 		}
 		if _, dup := out[f[0]]; dup {
-			return nil, fmt.Errorf("e24 keys: line %d: the key is given twice", line)
+			return errors.New("the key is given twice")
 		}
 		out[f[0]] = Key{Secret: f[1], Project: id.String()}
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("e24 keys: %w", err)
-	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("e24 keys: the table is empty")
-	}
-	return out, nil
+		return nil
+	})
 }
 
 // ReadKeys reads a key table file.
 func ReadKeys(path string) (map[string]Key, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return ParseKeys(f)
+	return dialect.ReadFile(path, ParseKeys)
 }
 
 // verify checks a request's key, X-Date and signature, and returns the

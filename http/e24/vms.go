@@ -6,7 +6,6 @@ import (
 	"math"
 	"net/http"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -15,6 +14,7 @@ import (
 
 	"labd/actors"
 	"labd/actors/qemu"
+	"labd/http/dialect"
 	"labd/replay"
 )
 
@@ -40,24 +40,14 @@ func (s *Server) routes() {
 // vms returns the project's machines: its nodes of kinds that run a
 // process.
 func (s *Server) vms(project string) []*replay.Node {
-	nodes, err := s.cfg.Client.Nodes(project)
-	if err != nil {
-		return nil
-	}
-	alwaysOn := map[string]bool{}
-	for _, k := range s.cfg.Client.Kinds() {
-		alwaysOn[k.Kind] = k.AlwaysOn
-	}
-	return slices.DeleteFunc(nodes, func(n *replay.Node) bool { return alwaysOn[n.Kind] })
+	return dialect.Machines(s.cfg.Client, project)
 }
 
 // vm returns the machine of the route's :id.
 func (s *Server) vm(c *call) (*replay.Node, error) {
 	id := c.params.ByName("id")
-	for _, n := range s.vms(c.project) {
-		if n.ID == id {
-			return n, nil
-		}
+	if n := dialect.Machine(s.cfg.Client, c.project, id); n != nil {
+		return n, nil
 	}
 	return nil, errorf(http.StatusNotFound, "Virtual machine %s not found", id)
 }
@@ -67,32 +57,13 @@ func state(n *replay.Node) string {
 	if op := n.InFlight(); op != nil && op.Op == string(actors.OpDelete) {
 		return "deleting"
 	}
-	if installing(n) {
+	if dialect.FirstStart(n) {
 		return "installing"
 	}
 	if n.Status == replay.NodeRunning || n.Task == replay.TaskRebooting || n.Task == replay.TaskRebootingHard {
 		return "online"
 	}
 	return "offline"
-}
-
-// installing reports whether a node is being started for the first time.
-func installing(n *replay.Node) bool {
-	if n.Task != replay.TaskStarting {
-		return false
-	}
-	for _, op := range n.Operations {
-		if op.Op == string(actors.OpStart) && op.State == "SUCCESS" {
-			return false
-		}
-	}
-	return n.LastStop == nil
-}
-
-// imageID is the id of a store image: stable, from its name (the id
-// Nova's dialect gives it).
-func imageID(name string) string {
-	return uuid.NewSHA1(uuid.NameSpaceURL, []byte("labd-image:"+name)).String()
 }
 
 // volumeID is the id of a node's disk.
@@ -135,10 +106,10 @@ func (s *Server) render(n *replay.Node, o owner) map[string]any {
 	if n.Kind == qemu.Kind {
 		cfg := qemu.Decode(n.Properties)
 		if name := cfg.Image("hda_disk_image"); name != "" {
-			system = map[string]string{"id": imageID(name), "name": name}
+			system = map[string]string{"id": dialect.ImageID(name), "name": name}
 			volumes = append(volumes, map[string]any{"id": volumeID(n.ID, "hda"), "size": s.sizeGB(name), "system_disk": true})
 		} else if name := cfg.Image("cdrom_image"); name != "" {
-			system = map[string]string{"id": imageID(name), "name": name}
+			system = map[string]string{"id": dialect.ImageID(name), "name": name}
 		}
 	}
 	return map[string]any{
@@ -308,7 +279,7 @@ func (s *Server) image(ref string) (string, bool) {
 		return "", false
 	}
 	for _, im := range images {
-		if im.Filename == ref || imageID(im.Filename) == strings.ToLower(ref) {
+		if im.Filename == ref || dialect.ImageID(im.Filename) == strings.ToLower(ref) {
 			return im.Filename, true
 		}
 	}

@@ -1,15 +1,16 @@
 package nova
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 
 	"github.com/google/uuid"
+
+	"labd/http/dialect"
 )
 
 // Flavor is a size a server can have.
@@ -73,54 +74,32 @@ func ParseFlavors(r io.Reader) ([]Flavor, error) {
 
 // ReadFlavors reads a flavor table file.
 func ReadFlavors(path string) ([]Flavor, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return ParseFlavors(f)
+	return dialect.ReadFile(path, ParseFlavors)
 }
 
 // ParseTokens reads a token table: one "TOKEN PROJECT_ID" per line,
 // blank lines and # comments aside.
 func ParseTokens(r io.Reader) (map[string]string, error) {
 	out := map[string]string{}
-	sc := bufio.NewScanner(r)
-	for line := 1; sc.Scan(); line++ {
-		text := strings.TrimSpace(sc.Text())
-		if text == "" || strings.HasPrefix(text, "#") {
-			continue
-		}
-		f := strings.Fields(text)
+	return out, dialect.ParseTable(r, "tokens", func(f []string) error {
 		if len(f) != 2 {
-			return nil, fmt.Errorf("tokens: line %d: want TOKEN PROJECT_ID", line)
+			return errors.New("want TOKEN PROJECT_ID")
 		}
 		id, err := uuid.Parse(f[1])
 		if err != nil {
-			return nil, fmt.Errorf("tokens: line %d: %q is not a project id", line, f[1])
+			return fmt.Errorf("%q is not a project id", f[1])
 		}
 		if _, dup := out[f[0]]; dup {
-			return nil, fmt.Errorf("tokens: line %d: the token is given twice", line)
+			return errors.New("the token is given twice")
 		}
 		out[f[0]] = id.String()
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("tokens: %w", err)
-	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("tokens: the table is empty")
-	}
-	return out, nil
+		return nil
+	})
 }
 
 // ReadTokens reads a token table file.
 func ReadTokens(path string) (map[string]string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return ParseTokens(f)
+	return dialect.ReadFile(path, ParseTokens)
 }
 
 func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }

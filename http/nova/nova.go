@@ -38,6 +38,7 @@ import (
 	"labd/actors"
 	"labd/actors/qemu"
 	"labd/http/access"
+	"labd/http/dialect"
 )
 
 // Microversions: labd speaks 2.1 to MaxVersion (2.6 has remote consoles).
@@ -258,24 +259,11 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		writeFault(w, f.status, f.msg)
 		return
 	}
-	msg, public := actors.PublicMessage(err)
-	status := http.StatusInternalServerError
-	switch {
-	case errors.Is(err, actors.ErrUnsupported):
-		status = http.StatusNotImplemented
-	case errors.Is(err, actors.ErrNotFound):
-		status = http.StatusNotFound
-	case errors.Is(err, actors.ErrInvalid):
-		status = http.StatusBadRequest
-	case errors.Is(err, actors.ErrConflict), errors.Is(err, actors.ErrAlreadyExists):
-		status = http.StatusConflict
-	case errors.Is(err, actors.ErrForbidden):
-		status = http.StatusForbidden
-	case errors.Is(err, actors.ErrUnavailable):
-		status = http.StatusServiceUnavailable
+	status, msg, public := dialect.Status(err)
+	if status == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", "1")
 	}
-	if !public || status == http.StatusInternalServerError {
+	if !public {
 		s.log.Error("nova request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		msg = "Unexpected API Error. labd logged it."
 	}

@@ -3,7 +3,6 @@ package nova
 import (
 	"encoding/json"
 	"net/http"
-	"slices"
 	"strings"
 	"time"
 
@@ -12,6 +11,7 @@ import (
 
 	"labd/actors"
 	"labd/actors/qemu"
+	"labd/http/dialect"
 	"labd/replay"
 )
 
@@ -79,24 +79,14 @@ func (s *Server) version(w http.ResponseWriter, r *http.Request, _ httprouter.Pa
 // servers returns the project's servers: its nodes of kinds that run a
 // process.
 func (s *Server) servers(project string) []*replay.Node {
-	nodes, err := s.cfg.Client.Nodes(project)
-	if err != nil {
-		return nil
-	}
-	inProcess := map[string]bool{}
-	for _, k := range s.cfg.Client.Kinds() {
-		inProcess[k.Kind] = k.AlwaysOn
-	}
-	return slices.DeleteFunc(nodes, func(n *replay.Node) bool { return inProcess[n.Kind] })
+	return dialect.Machines(s.cfg.Client, project)
 }
 
 // server returns the server of the route's :id.
 func (s *Server) server(c *call) (*replay.Node, error) {
 	id := c.params.ByName("id")
-	for _, n := range s.servers(c.project) {
-		if n.ID == id {
-			return n, nil
-		}
+	if n := dialect.Machine(s.cfg.Client, c.project, id); n != nil {
+		return n, nil
 	}
 	return nil, faultf(http.StatusNotFound, "Instance %s could not be found.", id)
 }
@@ -106,7 +96,7 @@ func vmState(n *replay.Node) string {
 	switch {
 	case n.Resize != nil && n.Task == "":
 		return "resized"
-	case building(n):
+	case dialect.FirstStart(n):
 		return "building"
 	}
 	switch n.Status {
@@ -122,22 +112,9 @@ func vmState(n *replay.Node) string {
 	return "stopped"
 }
 
-// building reports whether a node is being started for the first time.
-func building(n *replay.Node) bool {
-	if n.Task != replay.TaskStarting {
-		return false
-	}
-	for _, op := range n.Operations {
-		if op.Op == string(actors.OpStart) && op.State == "SUCCESS" {
-			return false
-		}
-	}
-	return n.LastStop == nil
-}
-
 // taskState is a node's Nova task_state, "" for none.
 func taskState(n *replay.Node) string {
-	if building(n) {
+	if dialect.FirstStart(n) {
 		return "spawning"
 	}
 	switch n.Task {
@@ -199,11 +176,6 @@ func powerState(n *replay.Node) int {
 	return 0
 }
 
-// imageID is the id of a store image: stable, from its name.
-func imageID(name string) string {
-	return uuid.NewSHA1(uuid.NameSpaceURL, []byte("labd-image:"+name)).String()
-}
-
 // flavorOf is the flavor of a node: the table's of its size, or one named
 // by the size.
 func (s *Server) flavorOf(n *replay.Node) (Flavor, bool) {
@@ -228,7 +200,7 @@ func (s *Server) renderServer(r *http.Request, c *call, n *replay.Node) map[stri
 	image := any("")
 	if n.Kind == qemu.Kind {
 		if name := qemu.Decode(n.Properties).Image("hda_disk_image"); name != "" {
-			image = map[string]any{"id": imageID(name), "links": link(r, c.base+"/images/"+imageID(name))}
+			image = map[string]any{"id": dialect.ImageID(name), "links": link(r, c.base+"/images/"+dialect.ImageID(name))}
 		}
 	}
 	flavor := map[string]any{}
@@ -602,7 +574,7 @@ func (s *Server) image(ref string) (string, bool) {
 	}
 	id := ref[strings.LastIndex(ref, "/")+1:]
 	for _, im := range images {
-		if im.Filename == ref || imageID(im.Filename) == id {
+		if im.Filename == ref || dialect.ImageID(im.Filename) == id {
 			return im.Filename, true
 		}
 	}
@@ -610,7 +582,7 @@ func (s *Server) image(ref string) (string, bool) {
 }
 
 func (s *Server) renderImage(r *http.Request, c *call, im qemu.ImageInfo, detail bool) map[string]any {
-	id := imageID(im.Filename)
+	id := dialect.ImageID(im.Filename)
 	out := map[string]any{"id": id, "name": im.Filename, "links": link(r, c.base+"/images/"+id)}
 	if detail {
 		out["status"], out["progress"], out["minDisk"], out["minRam"] = "ACTIVE", 100, 0, 0
@@ -641,7 +613,7 @@ func (s *Server) getImage(w http.ResponseWriter, r *http.Request, c *call) error
 		return err
 	}
 	for _, im := range images {
-		if imageID(im.Filename) == c.params.ByName("id") {
+		if dialect.ImageID(im.Filename) == c.params.ByName("id") {
 			writeJSON(w, http.StatusOK, map[string]any{"image": s.renderImage(r, c, im, true)})
 			return nil
 		}
