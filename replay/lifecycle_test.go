@@ -170,3 +170,36 @@ func TestDefinitionAndFreezeFold(t *testing.T) {
 		t.Fatalf("an unfrozen node does not start: %v", err)
 	}
 }
+
+// A record that ends as it is accepted (a rename, a define) may come while
+// another operation is in flight: that one stays in flight, its end ends
+// it, and the records kept never drop it.
+func TestInstantRecordsDuringAnOperation(t *testing.T) {
+	s := fold(t,
+		rec(1, pid, events.ProjectCreated{Name: "p"}),
+		nrec(2, pid, nid, events.NodeCreated{Kind: "qemu", Name: "vm"}),
+		nrec(3, pid, nid, events.OperationStarted{State: events.OpStarted, Operation: events.Operation{ID: "stop", Op: "stop", Task: replay.TaskStopping}}),
+	)
+	seq := uint64(4)
+	for i := range replay.MaxOperations + 5 {
+		id := "define-" + strings.Repeat("x", i%3) + string(rune('a'+i%26))
+		if err := s.Apply(nrec(seq, pid, nid, events.OperationEnded{ID: id, State: events.OpSuccess, Record: &events.Operation{ID: id, Op: "define"}})); err != nil {
+			t.Fatal(err)
+		}
+		seq++
+	}
+	n := s.Nodes[replay.NodeKey(pid, nid)]
+	if op := n.InFlight(); op == nil || op.ID != "stop" || n.Task != replay.TaskStopping || len(n.Operations) != replay.MaxOperations {
+		t.Fatalf("the stop in flight after %d instant records: %+v, task %q, %d records", replay.MaxOperations+5, op, n.Task, len(n.Operations))
+	}
+	if err := s.Apply(nrec(seq, pid, nid, events.OperationEnded{ID: "stop", State: events.OpSuccess})); err != nil {
+		t.Fatal(err)
+	}
+	n = s.Nodes[replay.NodeKey(pid, nid)]
+	if got, ok := n.Operation("stop"); n.InFlight() != nil || n.Task != "" || !ok || got.State != events.OpSuccess {
+		t.Fatalf("after the stop ended: in flight %+v, task %q, record %+v", n.InFlight(), n.Task, got)
+	}
+	if last := n.Operations[len(n.Operations)-1]; last.Op != "define" {
+		t.Fatalf("the end of the stop moved its record: the last is %+v", last)
+	}
+}

@@ -146,15 +146,27 @@ func (n *Node) Exists() bool {
 // Running reports whether the node has a process.
 func (n *Node) Running() bool { return n.Exists() && n.Process != nil }
 
-// InFlight returns the operation in flight, nil when none.
+// InFlight returns the operation in flight, nil when none. It need not be
+// the last record: one that ends as it is accepted (a rename, a define)
+// may come while another is in flight.
 func (n *Node) InFlight() *Operation {
-	if n == nil || len(n.Operations) == 0 {
+	if n == nil {
 		return nil
 	}
-	if op := &n.Operations[len(n.Operations)-1]; op.InFlight() {
-		return op
+	if i := inFlight(n.Operations); i >= 0 {
+		return &n.Operations[i]
 	}
 	return nil
+}
+
+// inFlight is the index of the record in flight in ops, -1 when none.
+func inFlight(ops []Operation) int {
+	for i := len(ops) - 1; i >= 0; i-- {
+		if ops[i].InFlight() {
+			return i
+		}
+	}
+	return -1
 }
 
 // Operation returns the record of an operation the state keeps, by its id
@@ -311,7 +323,7 @@ func ApplyNode(n *Node, r events.Record) (*Node, error) {
 		ended := *op
 		ended.State, ended.Message, ended.Error, ended.Ended = d.State, d.Message, d.Error, r.At
 		next.Operations = slices.Clone(n.Operations)
-		next.Operations[len(next.Operations)-1] = ended
+		next.Operations[inFlight(next.Operations)] = ended
 		next.Task = ""
 	case events.NodeSuspended:
 		if n.Status != NodeRunning {
@@ -380,13 +392,18 @@ func ApplyNode(n *Node, r events.Record) (*Node, error) {
 	return &next, nil
 }
 
-// keepRecent appends op to ops, dropping the oldest beyond MaxOperations;
-// ops is not modified.
+// keepRecent appends op to ops, dropping the oldest records beyond
+// MaxOperations but never the one in flight; ops is not modified.
 func keepRecent(ops []Operation, op Operation) []Operation {
-	if len(ops) >= MaxOperations {
-		ops = ops[len(ops)-MaxOperations+1:]
+	out := slices.Clone(ops)
+	for len(out) >= MaxOperations {
+		drop := 0
+		if inFlight(out) == 0 {
+			drop = 1
+		}
+		out = slices.Delete(out, drop, drop+1)
 	}
-	return append(slices.Clip(ops), op)
+	return append(out, op)
 }
 
 // heldPorts returns the console port and the UDP tunnel ports n holds.
