@@ -352,8 +352,26 @@ func TestFreezeCancelAndCDImage(t *testing.T) {
 		t.Fatalf("a cdimage start's command line: %s", n.CommandLine)
 	}
 
-	// Cancel a graceful stop: the task is REVOKED, the VM runs on.
+	// Cancel a graceful stop: the task is REVOKED, the VM runs on. While
+	// it stops, an update of a pending definition is Danube's 428.
 	id := task(t, d.put(t, "/api/vm/app1/status/stop/", `{"timeout": 600}`))
+	if r := d.put(t, "/api/vm/app1/define", `{"ram": 96}`); r.code != 200 {
+		t.Fatalf("define while stopping: %d %s", r.code, r.raw)
+	}
+	seq = d.LastSeq(t)
+	d.unchanged(t, "update while stopping", d.put(t, "/api/vm/app1/status/stop/", `{"force": true, "update": true}`), 428,
+		"Cannot perform update while VM is stopping", seq)
+	if st := d.get(t, "/api/task/"+id+"/state"); st.code != 201 || st.status() != "PENDING" {
+		t.Fatalf("the /state alias of a pending task: %d %s", st.code, st.raw)
+	}
+	list := d.get(t, "/api/vm/status/")
+	vms, _ := list.body["result"].([]any)
+	if list.code != 200 || len(vms) != 1 || vms[0].(map[string]any)["hostname"] != "app1" || vms[0].(map[string]any)["status"] != "stopping" {
+		t.Fatalf("GET /vm/status: %d %s", list.code, list.raw)
+	}
+	if tasks, _ := vms[0].(map[string]any)["tasks"].(map[string]any); tasks[id] == nil {
+		t.Fatalf("GET /vm/status does not list the pending task %s: %s", id, list.raw)
+	}
 	c := d.put(t, "/api/task/"+id+"/cancel/", "")
 	if c.code != 410 || c.status() != "REVOKED" {
 		t.Fatalf("cancel: %d %s", c.code, c.raw)
