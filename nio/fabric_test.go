@@ -133,6 +133,11 @@ func TestSwitchPlane(t *testing.T) {
 	}
 	b.expect(t, 10)
 	b.expect(t, 12)
+	// Frame 13 may still be on its way to the filter: it must meet it
+	// before the filter goes, or it reaches the suspended port below.
+	waitFor(t, 5*time.Second, "the filter to drop frames 11 and 13", func() bool {
+		return q.Stats().LinkToNode.DroppedFilter == 2
+	})
 	q.SetFilters(nil)
 	r.SetSuspended(true)
 	a.send(ether(mac(2), mac(1), 20))
