@@ -59,7 +59,7 @@ type Daemon struct {
 
 // Start starts a daemon, stopped when the test ends; its log is printed
 // when the test failed.
-func Start(t *testing.T, o Options) *Daemon {
+func Start(t testing.TB, o Options) *Daemon {
 	t.Helper()
 	dir := t.TempDir()
 	logs := &LogBuffer{}
@@ -106,7 +106,7 @@ func Start(t *testing.T, o Options) *Daemon {
 }
 
 // repoRoot is the module's root, from this file's place in it.
-func repoRoot(t *testing.T) string {
+func repoRoot(t testing.TB) string {
 	_, file, _, ok := runtime.Caller(0)
 	if !ok {
 		t.Fatal("dialecttest: no caller information")
@@ -193,7 +193,7 @@ func (l *LogBuffer) String() string {
 
 // Send sends req and returns the answer with its whole body, failing the
 // test if it could not.
-func Send(t *testing.T, req *http.Request) (*http.Response, []byte) {
+func Send(t testing.TB, req *http.Request) (*http.Response, []byte) {
 	t.Helper()
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
