@@ -295,7 +295,10 @@ func (a *nodeActor) checkOperate(c Operate, cur *replay.Operation) (overtake boo
 	case OpReconcile:
 		// Anything but an operation in flight, whose effect is the
 		// process's state to come.
-		return false, map[bool]error{true: refuse(true), false: nil}[cur != nil]
+		if cur != nil {
+			return false, refuse(true)
+		}
+		return false, nil
 	}
 	if ok && !slices.Contains(from, n.Status) {
 		return false, refuse(false)

@@ -159,8 +159,19 @@ func (p *Process) Release() {
 // sameProcess reports whether pid is still the live process started at
 // startTime (a zombie is gone: it runs nothing).
 func sameProcess(pid int, startTime uint64) bool {
+	return procState(pid, startTime) != ProcGone
+}
+
+// procState is what /proc says of the process pid started at startTime.
+func procState(pid int, startTime uint64) ProcState {
 	state, st, err := procStat(pid)
-	return err == nil && st == startTime && state != 'Z' && state != 'X'
+	switch {
+	case err != nil || st != startTime || state == 'Z' || state == 'X':
+		return ProcGone
+	case state == 'T' || state == 't':
+		return ProcStopped
+	}
+	return ProcRunning
 }
 
 // procStartTime returns a process's start time in clock ticks after boot,
@@ -301,12 +312,5 @@ func (p *Process) State() ProcState {
 		return ProcGone
 	default:
 	}
-	state, st, err := procStat(p.pid)
-	switch {
-	case err != nil || st != p.startTime || state == 'Z' || state == 'X':
-		return ProcGone
-	case state == 'T' || state == 't':
-		return ProcStopped
-	}
-	return ProcRunning
+	return procState(p.pid, p.startTime)
 }

@@ -33,7 +33,6 @@
 package danube
 
 import (
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -329,26 +328,18 @@ func newTaskID(user int, dummy bool) string {
 	if dummy {
 		tt = "d"
 	}
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	u := uuid.UUID(b)
-	u[6], u[8] = (u[6]&0x0f)|0x40, (u[8]&0x3f)|0x80
-	return fmt.Sprintf("%d%s%dd1-%s", user, tt, user, u.String()[:23])
+	return fmt.Sprintf("%d%s%dd1-%s", user, tt, user, uuid.NewString()[:23])
 }
 
 func dummyTaskID(user int) string { return newTaskID(user, true) }
 
 var taskRE = regexp.MustCompile(`^([0-9]+)([deamif])([0-9]+)([du])([0-9]+)-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}$`)
 
-// taskUser returns the user id a task id names, and whether the id is a
-// dummy task's.
-func taskUser(id string) (user int, dummy, ok bool) {
+// isTask reports whether id is a task id in Danube's shape, and whether
+// it is a dummy task's.
+func isTask(id string) (dummy, ok bool) {
 	m := taskRE.FindStringSubmatch(id)
-	if m == nil {
-		return 0, false, false
-	}
-	user, err := strconv.Atoi(m[1])
-	return user, m[2] == "d", err == nil
+	return m != nil && m[2] == "d", m != nil
 }
 
 // params reads a request's parameters: a JSON object body, then the

@@ -470,23 +470,17 @@ func waitProc(t *testing.T, pid int, states ...byte) {
 }
 
 func readStat(pid int) (byte, error) {
-	b, err := readFile("/proc/" + itoa(pid) + "/stat")
+	raw, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
 		return 0, err
 	}
+	b := string(raw)
 	i := strings.LastIndexByte(b, ')')
 	if i < 0 || i+2 >= len(b) {
 		return 0, io.ErrUnexpectedEOF
 	}
 	return b[i+2], nil
 }
-
-func readFile(path string) (string, error) {
-	b, err := os.ReadFile(path)
-	return string(b), err
-}
-
-func itoa(n int) string { return strconv.Itoa(n) }
 
 func TestParseKeys(t *testing.T) {
 	pid := uuid.NewString()

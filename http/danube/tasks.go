@@ -151,7 +151,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, nr actors.NodeRe
 
 // findTask finds the record of task id among the caller's VMs.
 func (s *Server) findTask(c *call, id string) (*replay.Node, replay.Operation, bool) {
-	if _, dummy, ok := taskUser(id); !ok || dummy {
+	if dummy, ok := isTask(id); !ok || dummy {
 		return nil, replay.Operation{}, false
 	}
 	for _, n := range s.vms(c) {
@@ -190,7 +190,7 @@ func (s *Server) listTasks(w http.ResponseWriter, r *http.Request, c *call) erro
 	out := []string{}
 	for _, n := range s.vms(c) {
 		if op := n.InFlight(); op != nil {
-			if _, dummy, ok := taskUser(op.RequestID); ok && !dummy {
+			if dummy, ok := isTask(op.RequestID); ok && !dummy {
 				out = append(out, op.RequestID)
 			}
 		}

@@ -52,8 +52,8 @@ func statusWord(s replay.NodeStatus) string {
 // operational are the statuses Danube's start, stop and reboot act on.
 var operational = []string{stRunning, stStopped, stStopping, stFrozen}
 
-// vms are the VMs the caller sees: the nodes that run a process, of its
-// key's project, or of every open project without keys.
+// vms are the VMs the caller sees, in no order: the nodes that run a
+// process, of its key's project, or of every open project without keys.
 func (s *Server) vms(c *call) []*replay.Node {
 	var projects []string
 	if c.user.Project != "" {
@@ -69,12 +69,6 @@ func (s *Server) vms(c *call) []*replay.Node {
 	for _, p := range projects {
 		out = append(out, dialect.Machines(s.cfg.Client, p)...)
 	}
-	slices.SortFunc(out, func(a, b *replay.Node) int {
-		if c := strings.Compare(a.Name, b.Name); c != 0 {
-			return c
-		}
-		return strings.Compare(a.ID, b.ID)
-	})
 	return out
 }
 
@@ -139,6 +133,12 @@ func (s *Server) listStatus(w http.ResponseWriter, r *http.Request, c *call) err
 		return err
 	}
 	nodes := s.vms(c)
+	slices.SortFunc(nodes, func(a, b *replay.Node) int {
+		if c := strings.Compare(a.Name, b.Name); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
 	switch strings.TrimPrefix(order, "-") {
 	case "", "hostname":
 	default:

@@ -6,6 +6,8 @@ package dialect
 
 import (
 	"bufio"
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -88,6 +90,24 @@ func Status(err error) (status int, msg string, public bool) {
 		status = http.StatusServiceUnavailable
 	}
 	return status, msg, public && status != http.StatusInternalServerError
+}
+
+// ErrTrailing is Decode's error for a body with more after its value.
+var ErrTrailing = errors.New("more than one JSON value")
+
+// Decode reads b as exactly one JSON value into v, refusing members v
+// does not have: the strict decoding every dialect's bodies get. More
+// after the value is ErrTrailing.
+func Decode(b []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if dec.More() {
+		return ErrTrailing
+	}
+	return nil
 }
 
 // ParseTable reads a credential table: one entry of whitespace-separated

@@ -296,13 +296,8 @@ func decode(body []byte, v any) error {
 	if len(strings.TrimSpace(string(body))) == 0 {
 		body = []byte("{}")
 	}
-	dec := json.NewDecoder(strings.NewReader(string(body)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
+	if err := dialect.Decode(body, v); err != nil {
 		return errorf(http.StatusBadRequest, "Invalid request body: %v", err)
-	}
-	if dec.More() {
-		return errorf(http.StatusBadRequest, "Invalid request body: more than one JSON value")
 	}
 	return nil
 }

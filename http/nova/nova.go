@@ -312,13 +312,11 @@ func decode(r *http.Request, v any) error {
 		}
 		return faultf(http.StatusBadRequest, "could not read the request body: %v", err)
 	}
-	dec := json.NewDecoder(strings.NewReader(string(b)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return faultf(http.StatusBadRequest, "Invalid input for field/attribute: %v", err)
-	}
-	if dec.More() {
+	switch err := dialect.Decode(b, v); {
+	case errors.Is(err, dialect.ErrTrailing):
 		return faultf(http.StatusBadRequest, "Malformed request body: more than one JSON value")
+	case err != nil:
+		return faultf(http.StatusBadRequest, "Invalid input for field/attribute: %v", err)
 	}
 	return nil
 }
