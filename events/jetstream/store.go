@@ -370,6 +370,11 @@ func (s *Store) Load(ctx context.Context, filter string, from uint64, fn func(ev
 		return 0, fmt.Errorf("jetstream: load %s: %w", filter, classify(err))
 	}
 	defer it.Stop()
+	// Next does not watch ctx while it re-creates its consumer (a stream
+	// without quorum): it retries until the iterator stops, so ctx stops
+	// it.
+	release := context.AfterFunc(ctx, it.Stop)
+	defer release()
 	for {
 		m, err := it.Next(jetstream.NextContext(ctx))
 		if err != nil {
@@ -471,6 +476,11 @@ func (s *Store) Follow(ctx context.Context, filter string, from uint64, fn func(
 		return fmt.Errorf("jetstream: follow %s: %w", filter, classify(err))
 	}
 	defer it.Stop()
+	// Next does not watch ctx while it re-creates its consumer (a stream
+	// without quorum): it retries until the iterator stops, so ctx stops
+	// it.
+	release := context.AfterFunc(ctx, it.Stop)
+	defer release()
 	for {
 		m, err := it.Next(jetstream.NextContext(ctx))
 		if err != nil {
